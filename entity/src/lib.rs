@@ -1,0 +1,16 @@
+//! sea-orm entities for printgate's tables: users, printers and prints.
+//!
+//! This crate holds the storage shape only. Wire formats (GraphQL types,
+//! REST JSON) live in the app; the schema itself is owned by the
+//! `migration` crate, which never imports this one.
+
+pub mod print;
+pub mod printer;
+pub mod user;
+
+pub mod prelude {
+    //! The entities under short names, for `use entity::prelude::*`.
+    pub use super::print::Entity as Print;
+    pub use super::printer::Entity as Printer;
+    pub use super::user::Entity as User;
+}

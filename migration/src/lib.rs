@@ -1,0 +1,18 @@
+//! The schema of printgate's database, as an ordered list of migrations.
+//!
+//! Each migration is self-contained (it never imports the `entity` crate) and
+//! portable: the same statements run on SQLite and PostgreSQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_core;
+
+/// Applies printgate's migrations in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_core::Migration)]
+    }
+}

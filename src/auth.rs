@@ -1,0 +1,271 @@
+//! Authentication: a bearer JWT in, a verified identity out.
+//!
+//! Keys are loaded once at start-up into [`JwtKeys`]; each request's
+//! `Authorization` header is checked once, at the edge, into an [`Identity`].
+//! Which user that identity is (just-in-time provisioning) is the service
+//! layer's business, not this module's.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+
+use crate::config::JwtConfig;
+
+/// The claims printgate reads from a token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// Names the user; users are created on first sight of a `sub`.
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Expiry (unix seconds); required, checked by the validation (an
+    /// `Option` here so a missing one is reported as such, not as garbage).
+    #[serde(default)]
+    pub exp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+}
+
+/// Who sent a request, as far as its credentials say.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// No `Authorization` header at all.
+    Anonymous,
+    /// A header that did not verify; the text says why, for the client.
+    Rejected(String),
+    /// A verified token.
+    Verified(Claims),
+}
+
+/// The verification (and, for HS256, signing) keys, with an explicit
+/// [`Validation`] so no algorithm is accepted by default.
+pub struct JwtKeys {
+    decoding: DecodingKey,
+    encoding: Option<EncodingKey>,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtKeys")
+            .field("algorithms", &self.validation.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why keys could not be set up; fatal at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} holds neither an RSA nor an EC public key in PEM form")]
+    BadPublicKey { path: PathBuf },
+    #[error(
+        "PRINTGATE_JWT_SECRET is required in production (PRINTGATE_ENV=production); no development secret is generated"
+    )]
+    SecretRequired,
+    #[error("tokens can only be minted with the HS256 secret, not with a public key")]
+    CannotSign,
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+impl JwtKeys {
+    /// Builds the keys from configuration. With neither a secret nor a public
+    /// key configured, a development secret is read from (or created in)
+    /// `dev_secret_path`.
+    pub fn load(config: &JwtConfig) -> Result<Self, KeyError> {
+        let mut keys = if let Some(path) = &config.public_key {
+            let pem = std::fs::read(path).map_err(|source| KeyError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let (decoding, alg) = if let Ok(k) = DecodingKey::from_rsa_pem(&pem) {
+                (k, Algorithm::RS256)
+            } else if let Ok(k) = DecodingKey::from_ec_pem(&pem) {
+                (k, Algorithm::ES256)
+            } else {
+                return Err(KeyError::BadPublicKey { path: path.clone() });
+            };
+            Self {
+                decoding,
+                encoding: None,
+                validation: Validation::new(alg),
+            }
+        } else {
+            let secret = match &config.secret {
+                Some(s) => s.clone().into_bytes(),
+                None if config.production => return Err(KeyError::SecretRequired),
+                None => dev_secret(&config.dev_secret_path)?,
+            };
+            Self::from_secret(&secret)
+        };
+        if let Some(iss) = &config.issuer {
+            keys.validation.set_issuer(&[iss]);
+            keys.validation.set_required_spec_claims(&["exp", "iss"]);
+        }
+        if let Some(aud) = &config.audience {
+            keys.validation.set_audience(&[aud]);
+        }
+        Ok(keys)
+    }
+
+    /// HS256 keys from a shared secret.
+    pub fn from_secret(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            decoding: DecodingKey::from_secret(secret),
+            encoding: Some(EncodingKey::from_secret(secret)),
+            validation,
+        }
+    }
+
+    /// Verifies a token; the error text is safe to show to its sender.
+    pub fn verify(&self, token: &str) -> Result<Claims, String> {
+        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
+            Ok(data) if data.claims.sub.trim().is_empty() => {
+                Err("Invalid token: empty sub claim.".into())
+            }
+            Ok(data) => Ok(data.claims),
+            Err(e) => Err(match e.kind() {
+                ErrorKind::ExpiredSignature => "Token has expired.".into(),
+                ErrorKind::InvalidSignature => "Invalid token: bad signature.".into(),
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    "Invalid token: algorithm not accepted.".into()
+                }
+                ErrorKind::MissingRequiredClaim(c) => format!("Invalid token: missing {c} claim."),
+                ErrorKind::InvalidIssuer => "Invalid token: wrong issuer.".into(),
+                ErrorKind::InvalidAudience => "Invalid token: wrong audience.".into(),
+                _ => "Invalid token.".into(),
+            }),
+        }
+    }
+
+    /// Mints a token for `sub` valid for `ttl` (HS256 only).
+    pub fn mint(&self, sub: &str, email: Option<&str>, ttl: Duration) -> Result<String, KeyError> {
+        let key = self.encoding.as_ref().ok_or(KeyError::CannotSign)?;
+        let now = chrono::Utc::now().timestamp();
+        let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = Claims {
+            sub: sub.to_owned(),
+            email: email.map(str::to_owned),
+            exp: Some(now.saturating_add(ttl)),
+            iat: Some(now),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
+            .map_err(|e| KeyError::Signing(e.to_string()))
+    }
+
+    /// Reads the `Authorization` header value into an [`Identity`].
+    pub fn identify(&self, authorization: Option<&str>) -> Identity {
+        let Some(value) = authorization else {
+            return Identity::Anonymous;
+        };
+        let Some(token) = bearer_token(value) else {
+            return Identity::Rejected(
+                "Invalid Authorization header: expected \"Bearer <token>\".".into(),
+            );
+        };
+        match self.verify(token) {
+            Ok(claims) => Identity::Verified(claims),
+            Err(why) => Identity::Rejected(why),
+        }
+    }
+}
+
+/// The token of a `Bearer <token>` header value (scheme in any case).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Reads the development secret, creating it (owner-only) when missing.
+fn dev_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => {
+            tracing::warn!(path = %path.display(), "using the development JWT secret; set PRINTGATE_JWT_SECRET for anything else");
+            return Ok(s.trim().as_bytes().to_vec());
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    write_owner_only(path, &secret).map_err(io)?;
+    tracing::warn!(path = %path.display(), "generated a development JWT secret; set PRINTGATE_JWT_SECRET for anything else");
+    Ok(secret.into_bytes())
+}
+
+#[cfg(unix)]
+fn write_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("Bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Token abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
+
+    #[test]
+    fn minted_tokens_verify_and_foreign_ones_do_not() {
+        let keys = JwtKeys::from_secret(b"one");
+        let other = JwtKeys::from_secret(b"two");
+        let token = keys
+            .mint("alice", Some("a@example.com"), Duration::from_secs(60))
+            .unwrap_or_default();
+        let claims = keys.verify(&token);
+        assert_eq!(claims.map(|c| c.sub).ok().as_deref(), Some("alice"));
+        assert_eq!(
+            other.verify(&token).err().as_deref(),
+            Some("Invalid token: bad signature.")
+        );
+    }
+
+    #[test]
+    fn dev_secret_is_created_owner_only_and_reused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("secret");
+        let a = dev_secret(&path).unwrap_or_default();
+        let b = dev_secret(&path).unwrap_or_default();
+        assert!(!a.is_empty());
+        assert_eq!(a, b);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0);
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Typed settings: the command line, every flag also readable from the
+//! environment, turned into the [`Config`] that builds the app.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The database used when nothing is configured: a SQLite file in the
+/// working directory, created if missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://printgate.db?mode=rwc";
+/// Where `serve` listens when nothing is configured.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+/// printgate: a GraphQL gateway over a fleet of 3D printers.
+#[derive(Debug, Parser)]
+#[command(name = "printgate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// What to do; `serve` when none is given.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve GraphQL (and the REST paths) until stopped.
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL) and exit.
+    Schema,
+    /// Print a signed JWT for a user, for scripts and trying the API.
+    Token(TokenArgs),
+}
+
+/// Arguments of `printgate token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The user the token names (its `sub` claim).
+    #[arg(long)]
+    pub sub: String,
+    /// An optional `email` claim.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// How long the token is valid, e.g. `1h`, `30m`, `7days`.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Which defaults apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Environment {
+    #[default]
+    Development,
+    Production,
+}
+
+/// Settings shared by every subcommand.
+#[derive(Debug, Args)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "PRINTGATE_BIND", default_value = DEFAULT_BIND, global = true)]
+    pub bind: String,
+    /// Database URL: `sqlite://FILE?mode=rwc` or `postgres://...`.
+    #[arg(long, env = "PRINTGATE_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+    /// Largest number of pooled database connections.
+    #[arg(
+        long,
+        env = "PRINTGATE_DB_POOL_SIZE",
+        default_value_t = 10,
+        global = true
+    )]
+    pub db_pool_size: u32,
+    /// HS256 secret for bearer tokens. Unset in development: a generated
+    /// secret is kept in a file beside the SQLite database.
+    #[arg(
+        long,
+        env = "PRINTGATE_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// PEM public key (RSA or EC) to verify RS256/ES256 tokens from an
+    /// identity provider, instead of the HS256 secret.
+    #[arg(long, env = "PRINTGATE_JWT_PUBLIC_KEY", global = true)]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Required `iss` claim, if set.
+    #[arg(long, env = "PRINTGATE_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim, if set.
+    #[arg(long, env = "PRINTGATE_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+    /// `development` or `production`.
+    #[arg(
+        long = "env",
+        env = "PRINTGATE_ENV",
+        value_enum,
+        default_value_t,
+        global = true
+    )]
+    pub environment: Environment,
+    /// `text` or `json`.
+    #[arg(
+        long,
+        env = "PRINTGATE_LOG_FORMAT",
+        value_enum,
+        default_value_t,
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Everything [`crate::Application::build`] needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: String,
+    pub database: DatabaseConfig,
+    pub jwt: JwtConfig,
+}
+
+/// Where the data lives and how many connections to hold.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub pool_size: u32,
+}
+
+/// How bearer tokens are verified.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub secret: Option<String>,
+    pub public_key: Option<PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub production: bool,
+    /// Where the development secret is kept when no secret is configured.
+    pub dev_secret_path: PathBuf,
+}
+
+impl Settings {
+    /// The [`Config`] these settings describe.
+    pub fn config(&self) -> Config {
+        Config {
+            bind: self.bind.clone(),
+            database: DatabaseConfig {
+                url: self.database_url.clone(),
+                pool_size: self.db_pool_size.max(1),
+            },
+            jwt: JwtConfig {
+                secret: self.jwt_secret.clone().filter(|s| !s.is_empty()),
+                public_key: self.jwt_public_key.clone(),
+                issuer: self.jwt_issuer.clone(),
+                audience: self.jwt_audience.clone(),
+                production: self.environment == Environment::Production,
+                dev_secret_path: dev_secret_path(&self.database_url),
+            },
+        }
+    }
+}
+
+/// The development secret sits beside the SQLite file (`printgate.db` ->
+/// `printgate.db.jwt-secret`), or in the working directory for other
+/// databases.
+pub fn dev_secret_path(database_url: &str) -> PathBuf {
+    match sqlite_file(database_url) {
+        Some(file) => {
+            let mut name = file
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
+            name.push(".jwt-secret");
+            file.with_file_name(name)
+        }
+        None => PathBuf::from("printgate.jwt-secret"),
+    }
+}
+
+/// The file a `sqlite:` URL points at, if it is a file.
+pub fn sqlite_file(database_url: &str) -> Option<PathBuf> {
+    let rest = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_secret_sits_beside_the_sqlite_file() {
+        assert_eq!(
+            dev_secret_path("sqlite://data/pg.db?mode=rwc"),
+            PathBuf::from("data/pg.db.jwt-secret")
+        );
+        assert_eq!(
+            dev_secret_path("postgres://localhost/x"),
+            PathBuf::from("printgate.jwt-secret")
+        );
+    }
+
+    #[test]
+    fn every_flag_has_its_default() {
+        let cli = Cli::parse_from(["printgate"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.settings.bind, DEFAULT_BIND);
+        assert_eq!(cli.settings.database_url, DEFAULT_DATABASE_URL);
+    }
+}

@@ -1,0 +1,156 @@
+//! One error type for the whole app, rendered at each edge.
+//!
+//! Every refusal a client can meet is an [`AppError`] variant with a stable
+//! code. The GraphQL edge renders it as `extensions.code` (see
+//! [`AppError::code`]); the REST edge maps those codes back to HTTP statuses.
+//! Internal failures never show their cause to clients: the cause goes to the
+//! log under an error id, and the client gets only that id.
+
+use async_graphql::ErrorExtensions;
+
+/// The stable error codes clients see in `extensions.code`.
+pub mod code {
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+    pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+    pub const INTERNAL: &str = "INTERNAL";
+}
+
+/// Everything that can go wrong while serving a request.
+///
+/// Deliberately not `Display`: async-graphql turns any `Display` type into an
+/// error with its text and no code, and an internal cause must never reach a
+/// client that way. Conversion goes through the `From` impl below.
+#[derive(Debug, Clone)]
+pub enum AppError {
+    /// No credentials, or credentials that do not verify.
+    /// HTTP 401; GraphQL `UNAUTHENTICATED`.
+    Unauthenticated(String),
+    /// The thing does not exist, is deleted, or belongs to someone else
+    /// (indistinguishable on purpose). HTTP 404; GraphQL `NOT_FOUND`.
+    NotFound,
+    /// A field's value breaks a rule. HTTP 400; GraphQL `BAD_USER_INPUT`
+    /// with `extensions.field` naming the field (the domain's snake_case name).
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// Anything else: a database failure, a bug. HTTP 500; GraphQL
+    /// `INTERNAL`, with the message masked.
+    Internal(String),
+}
+
+impl AppError {
+    /// A validation failure on `field`.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// Wraps an internal failure; its text is only ever logged.
+    pub fn internal(source: impl std::fmt::Display) -> Self {
+        Self::Internal(source.to_string())
+    }
+
+    /// The message a client sees (internal causes excluded).
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::Unauthenticated(why) => why.clone(),
+            Self::NotFound => "Not found.".into(),
+            Self::Invalid { field, message } => format!("{field}: {message}"),
+            Self::Internal(_) => "Internal server error.".into(),
+        }
+    }
+
+    /// The stable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => code::UNAUTHENTICATED,
+            Self::NotFound => code::NOT_FOUND,
+            Self::Invalid { .. } => code::BAD_USER_INPUT,
+            Self::Internal(_) => code::INTERNAL,
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for AppError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::internal(e)
+    }
+}
+
+/// Logs an internal failure under a fresh error id and returns the id, so the
+/// client's message and the log line can be matched.
+pub fn log_internal(cause: &str) -> String {
+    let error_id = uuid::Uuid::new_v4().simple().to_string();
+    tracing::error!(error_id = %error_id, cause = %cause, "internal error");
+    error_id
+}
+
+/// Turns a snake_case domain field name into the camelCase GraphQL name.
+pub fn camel_case(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut upper = false;
+    for c in field.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl From<AppError> for async_graphql::Error {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Internal(cause) => {
+                let error_id = log_internal(&cause);
+                async_graphql::Error::new(format!("Internal server error (error id {error_id})."))
+                    .extend_with(|_, ext| {
+                        ext.set("code", code::INTERNAL);
+                        ext.set("errorId", error_id.clone());
+                    })
+            }
+            AppError::Invalid { field, message } => {
+                async_graphql::Error::new(format!("{}: {message}", camel_case(field))).extend_with(
+                    |_, ext| {
+                        ext.set("code", code::BAD_USER_INPUT);
+                        ext.set("field", camel_case(field));
+                    },
+                )
+            }
+            other => {
+                let code = other.code();
+                async_graphql::Error::new(other.client_message())
+                    .extend_with(|_, ext| ext.set("code", code))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn camel_case_turns_domain_names_into_graphql_names() {
+        assert_eq!(camel_case("lift_z_on_pause"), "liftZOnPause");
+        assert_eq!(camel_case("name"), "name");
+    }
+
+    #[test]
+    fn internal_errors_never_show_their_cause() {
+        let e: async_graphql::Error =
+            AppError::internal("UNIQUE constraint failed: printers.auth_token").into();
+        assert!(!e.message.contains("UNIQUE"), "{}", e.message);
+        assert!(e.message.contains("error id"));
+    }
+}

@@ -1,0 +1,52 @@
+//! Runs GraphQL operations for a caller: the one entry point shared by the
+//! GraphQL endpoint and the REST translation, so both see the same schema,
+//! rules and identity handling.
+
+use async_graphql::{BatchRequest, BatchResponse, Request, Response};
+
+use crate::auth::Identity;
+use crate::graphql::{AppSchema, RequestContext, build_schema, with_request_data};
+use crate::service::Service;
+
+/// The schema plus the service its resolvers use.
+#[derive(Clone)]
+pub struct Gateway {
+    schema: AppSchema,
+    service: Service,
+}
+
+impl Gateway {
+    pub fn new(service: Service) -> Self {
+        Self {
+            schema: build_schema(),
+            service,
+        }
+    }
+
+    pub fn schema(&self) -> &AppSchema {
+        &self.schema
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Executes one operation as `identity`.
+    pub async fn execute(&self, identity: Identity, request: Request) -> Response {
+        let ctx = RequestContext::new(identity, self.service.clone());
+        self.schema.execute(with_request_data(request, &ctx)).await
+    }
+
+    /// Executes one operation or a batch as `identity`; the operations of a
+    /// batch share the identity and the viewer lookup.
+    pub async fn execute_batch(&self, identity: Identity, batch: BatchRequest) -> BatchResponse {
+        let ctx = RequestContext::new(identity, self.service.clone());
+        let batch = match batch {
+            BatchRequest::Single(r) => BatchRequest::Single(with_request_data(r, &ctx)),
+            BatchRequest::Batch(rs) => {
+                BatchRequest::Batch(rs.into_iter().map(|r| with_request_data(r, &ctx)).collect())
+            }
+        };
+        self.schema.execute_batch(batch).await
+    }
+}

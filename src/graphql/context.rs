@@ -1,0 +1,77 @@
+//! Per-request GraphQL data: who is asking, resolved lazily to a user, and
+//! the request's DataLoaders.
+
+use std::sync::Arc;
+
+use async_graphql::Context;
+use async_graphql::dataloader::DataLoader;
+use tokio::sync::OnceCell;
+
+use super::loaders::PrintLoader;
+use crate::auth::Identity;
+use crate::error::AppError;
+use crate::service::{Service, Viewer};
+
+/// What a request knows about its sender.
+pub struct RequestContext {
+    identity: Identity,
+    service: Service,
+    viewer: OnceCell<Viewer>,
+}
+
+impl RequestContext {
+    pub fn new(identity: Identity, service: Service) -> Arc<Self> {
+        Arc::new(Self {
+            identity,
+            service,
+            viewer: OnceCell::new(),
+        })
+    }
+
+    /// The user this request acts for, provisioned on first sight; looked up
+    /// at most once per request, and only when a resolver needs it.
+    pub async fn viewer(&self) -> Result<&Viewer, AppError> {
+        let claims = match &self.identity {
+            Identity::Verified(c) => c,
+            Identity::Anonymous => {
+                return Err(AppError::Unauthenticated(
+                    "Authentication credentials were not provided.".into(),
+                ));
+            }
+            Identity::Rejected(why) => return Err(AppError::Unauthenticated(why.clone())),
+        };
+        self.viewer
+            .get_or_try_init(|| self.service.viewer(&claims.sub, claims.email.as_deref()))
+            .await
+    }
+
+    /// The viewer if one was already resolved (loaders run after it was).
+    pub fn resolved_viewer(&self) -> Option<&Viewer> {
+        self.viewer.get()
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+}
+
+/// Attaches the per-request data every resolver relies on.
+pub fn with_request_data(
+    request: async_graphql::Request,
+    ctx: &Arc<RequestContext>,
+) -> async_graphql::Request {
+    request
+        .data(ctx.clone())
+        .data(DataLoader::new(PrintLoader::new(ctx.clone()), tokio::spawn))
+}
+
+/// The request context of a resolver.
+pub fn request<'a>(ctx: &'a Context<'_>) -> Result<&'a Arc<RequestContext>, AppError> {
+    ctx.data::<Arc<RequestContext>>()
+        .map_err(|_| AppError::internal("request context missing"))
+}
+
+/// The viewer of a resolver's request (UNAUTHENTICATED without one).
+pub async fn viewer<'a>(ctx: &'a Context<'_>) -> Result<&'a Viewer, AppError> {
+    request(ctx)?.viewer().await
+}

@@ -1,0 +1,197 @@
+//! GraphQL over HTTP: `POST /graphql`, `GET /graphql` (queries only) and the
+//! GraphiQL page for browsers.
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{BatchRequest, BatchResponse, Variables};
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::AppState;
+
+/// The media type GraphQL-over-HTTP defines for responses.
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// Standard GraphQL-over-GET parameters.
+#[derive(Debug, Deserialize)]
+pub struct GetParams {
+    query: Option<String>,
+    variables: Option<String>,
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+    extensions: Option<String>,
+}
+
+/// `POST /graphql`: one operation or a batch, as JSON.
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|v| v == "application/json" || v == "application/graphql+json");
+    if !is_json {
+        return request_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "A GraphQL request must be sent as application/json.",
+        );
+    }
+    let batch: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                &format!("The body is not a GraphQL request: {e}"),
+            );
+        }
+    };
+    let identity = state.identify(&headers);
+    let resp = state.gateway.execute_batch(identity, batch).await;
+    render(resp, &headers)
+}
+
+/// `GET /graphql`: GraphiQL for a browser, otherwise a query (never a
+/// mutation: a GET must not change anything).
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<GetParams>,
+) -> Response {
+    let Some(query) = params.query else {
+        if accepts(&headers, "text/html") {
+            return graphiql().into_response();
+        }
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "Missing the `query` parameter.",
+        );
+    };
+    if is_mutation(&query, params.operation_name.as_deref()) {
+        let mut resp = request_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "Mutations are only accepted over POST.",
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
+    let mut request = async_graphql::Request::new(query);
+    request.operation_name = params.operation_name;
+    for (name, raw) in [
+        ("variables", &params.variables),
+        ("extensions", &params.extensions),
+    ] {
+        let Some(raw) = raw else { continue };
+        let parsed: serde_json::Value = match serde_json::from_str(raw) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            _ => {
+                return request_error(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    &format!("The `{name}` parameter must be a JSON object."),
+                );
+            }
+        };
+        if name == "variables" {
+            request.variables = Variables::from_json(parsed);
+        } else if let Ok(ext) = serde_json::from_value(parsed) {
+            request.extensions = ext;
+        }
+    }
+    let identity = state.identify(&headers);
+    let resp = state
+        .gateway
+        .execute_batch(identity, BatchRequest::Single(request))
+        .await;
+    render(resp, &headers)
+}
+
+/// The GraphiQL page.
+pub fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("printgate")
+            .finish(),
+    )
+}
+
+/// Whether the operation a GET would run is a mutation. A document that does
+/// not parse is left to the schema, which reports the parse error.
+fn is_mutation(query: &str, operation_name: Option<&str>) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(query) else {
+        return false;
+    };
+    match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => op.node.ty == OperationType::Mutation,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .get(name)
+            .is_some_and(|op| op.node.ty == OperationType::Mutation),
+        (DocumentOperations::Multiple(ops), None) => {
+            ops.values().any(|op| op.node.ty == OperationType::Mutation)
+        }
+    }
+}
+
+fn accepts(headers: &HeaderMap, media: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(media))
+}
+
+/// A response in the media type the client asked for: the GraphQL response
+/// type when it accepts it, else `application/json` (clients that insist on
+/// it exist). With the GraphQL type, a request that failed before executing
+/// gets a 4xx, as GraphQL-over-HTTP says.
+fn render(resp: BatchResponse, headers: &HeaderMap) -> Response {
+    let graphql_type = accepts(headers, GRAPHQL_RESPONSE);
+    let failed_before_execution = match &resp {
+        BatchResponse::Single(r) => {
+            !r.errors.is_empty() && r.errors.iter().all(|e| e.path.is_empty())
+        }
+        BatchResponse::Batch(_) => false,
+    };
+    let status = if graphql_type && failed_before_execution {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = match serde_json::to_vec(&resp) {
+        Ok(b) => b,
+        Err(e) => {
+            let id = crate::error::log_internal(&e.to_string());
+            return request_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                crate::error::code::INTERNAL,
+                &format!("Internal server error (error id {id})."),
+            );
+        }
+    };
+    let content_type = if graphql_type {
+        GRAPHQL_RESPONSE
+    } else {
+        "application/json"
+    };
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// A request-level GraphQL error (nothing executed).
+fn request_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({"errors": [{"message": message, "extensions": {"code": code}}]});
+    (status, axum::Json(body)).into_response()
+}

@@ -1,0 +1,207 @@
+//! The mutation root: creating and changing printers, and the print actions.
+
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result};
+
+use super::context::{request, viewer};
+use super::query::row_id;
+use super::types::{ActionOnFailure, AlertOverwrite, Printer, PrinterActionResult};
+use crate::error::AppError;
+use crate::service::{NewPrinter, PrinterAction, PrinterPatch};
+
+/// The writable fields of a printer other than its name; all optional.
+#[derive(InputObject, Default)]
+pub struct PrinterOptions {
+    /// PAUSE or NONE.
+    pub action_on_failure: MaybeUndefined<ActionOnFailure>,
+    pub watching_enabled: MaybeUndefined<bool>,
+    pub tools_off_on_pause: MaybeUndefined<bool>,
+    pub bed_off_on_pause: MaybeUndefined<bool>,
+    /// 0 to 100 (mm).
+    pub retract_on_pause: MaybeUndefined<f64>,
+    /// 0 to 100 (mm).
+    pub lift_z_on_pause: MaybeUndefined<f64>,
+    /// 0.8 to 1.2.
+    pub detective_sensitivity: MaybeUndefined<f64>,
+    /// -1 (no timelapse) or seconds >= 0.
+    pub min_timelapse_secs_on_finish: MaybeUndefined<i32>,
+    /// -1 (no timelapse) or seconds >= 0.
+    pub min_timelapse_secs_on_cancel: MaybeUndefined<i32>,
+}
+
+/// A new printer.
+#[derive(InputObject)]
+pub struct CreatePrinterInput {
+    /// 1 to 256 characters, trimmed.
+    pub name: String,
+    #[graphql(flatten)]
+    pub options: PrinterOptions,
+}
+
+/// Changes to a printer: only the given fields are written.
+#[derive(InputObject)]
+pub struct UpdatePrinterInput {
+    /// 1 to 256 characters, trimmed.
+    pub name: MaybeUndefined<String>,
+    #[graphql(flatten)]
+    pub options: PrinterOptions,
+}
+
+/// A given value; an explicit null is refused (these fields have no null).
+fn given<T>(field: &'static str, v: MaybeUndefined<T>) -> Result<Option<T>, AppError> {
+    match v {
+        MaybeUndefined::Undefined => Ok(None),
+        MaybeUndefined::Null => Err(AppError::invalid(field, "This field may not be null.")),
+        MaybeUndefined::Value(v) => Ok(Some(v)),
+    }
+}
+
+impl PrinterOptions {
+    fn into_patch(self, name: Option<String>) -> Result<PrinterPatch, AppError> {
+        Ok(PrinterPatch {
+            name,
+            action_on_failure: given("action_on_failure", self.action_on_failure)?.map(Into::into),
+            watching_enabled: given("watching_enabled", self.watching_enabled)?,
+            tools_off_on_pause: given("tools_off_on_pause", self.tools_off_on_pause)?,
+            bed_off_on_pause: given("bed_off_on_pause", self.bed_off_on_pause)?,
+            retract_on_pause: given("retract_on_pause", self.retract_on_pause)?,
+            lift_z_on_pause: given("lift_z_on_pause", self.lift_z_on_pause)?,
+            detective_sensitivity: given("detective_sensitivity", self.detective_sensitivity)?,
+            min_timelapse_secs_on_finish: given(
+                "min_timelapse_secs_on_finish",
+                self.min_timelapse_secs_on_finish,
+            )?,
+            min_timelapse_secs_on_cancel: given(
+                "min_timelapse_secs_on_cancel",
+                self.min_timelapse_secs_on_cancel,
+            )?,
+        })
+    }
+}
+
+/// The row id an `ID` argument names; a malformed one names nothing.
+fn existing(id: &ID) -> Result<i32, AppError> {
+    row_id(id).ok_or(AppError::NotFound)
+}
+
+#[derive(Default)]
+pub struct Mutation;
+
+impl Mutation {
+    async fn act(ctx: &Context<'_>, id: &ID, action: PrinterAction) -> Result<PrinterActionResult> {
+        let viewer = viewer(ctx).await?;
+        let id = existing(id)?;
+        let outcome = request(ctx)?.service().act(viewer, id, action).await?;
+        Ok(PrinterActionResult(outcome))
+    }
+}
+
+#[Object]
+impl Mutation {
+    /// Adds a printer; the result carries its new `authToken` for the agent.
+    async fn create_printer(
+        &self,
+        ctx: &Context<'_>,
+        input: CreatePrinterInput,
+    ) -> Result<Printer> {
+        let viewer = viewer(ctx).await?;
+        let patch = input.options.into_patch(None)?;
+        let new = NewPrinter {
+            name: input.name,
+            patch,
+        };
+        Ok(Printer(
+            request(ctx)?.service().create_printer(viewer, new).await?,
+        ))
+    }
+
+    /// Changes the given fields of a printer and leaves the rest alone.
+    async fn update_printer(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdatePrinterInput,
+    ) -> Result<Printer> {
+        let viewer = viewer(ctx).await?;
+        let id = existing(&id)?;
+        let name = given("name", input.name)?;
+        let patch = input.options.into_patch(name)?;
+        Ok(Printer(
+            request(ctx)?
+                .service()
+                .update_printer(viewer, id, patch)
+                .await?,
+        ))
+    }
+
+    /// Deletes a printer (its print history is kept); returns its id.
+    async fn delete_printer(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+        let viewer = viewer(ctx).await?;
+        let row = existing(&id)?;
+        request(ctx)?.service().delete_printer(viewer, row).await?;
+        Ok(id)
+    }
+
+    /// Hides a printer from the default list.
+    async fn archive_printer(&self, ctx: &Context<'_>, id: ID) -> Result<Printer> {
+        let viewer = viewer(ctx).await?;
+        let id = existing(&id)?;
+        Ok(Printer(
+            request(ctx)?
+                .service()
+                .set_archived(viewer, id, true)
+                .await?,
+        ))
+    }
+
+    /// Brings an archived printer back.
+    async fn unarchive_printer(&self, ctx: &Context<'_>, id: ID) -> Result<Printer> {
+        let viewer = viewer(ctx).await?;
+        let id = existing(&id)?;
+        Ok(Printer(
+            request(ctx)?
+                .service()
+                .set_archived(viewer, id, false)
+                .await?,
+        ))
+    }
+
+    /// Sends `cancel` to the agent; acknowledges a raised alert as FAILED.
+    async fn cancel_print(&self, ctx: &Context<'_>, id: ID) -> Result<PrinterActionResult> {
+        Self::act(ctx, &id, PrinterAction::Cancel).await
+    }
+
+    /// Sends `pause` (with the printer's pause settings) to the agent.
+    async fn pause_print(&self, ctx: &Context<'_>, id: ID) -> Result<PrinterActionResult> {
+        Self::act(ctx, &id, PrinterAction::Pause).await
+    }
+
+    /// Sends `resume` to the agent; acknowledges a raised alert as NOT_FAILED.
+    async fn resume_print(&self, ctx: &Context<'_>, id: ID) -> Result<PrinterActionResult> {
+        Self::act(ctx, &id, PrinterAction::Resume).await
+    }
+
+    /// Mutes (or, with `mute: false`, unmutes) alerts for the current print.
+    async fn mute_current_print(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(default = true)] mute: bool,
+    ) -> Result<PrinterActionResult> {
+        Self::act(ctx, &id, PrinterAction::Mute(mute)).await
+    }
+
+    /// Acknowledges the current print's alert, optionally with a verdict.
+    async fn acknowledge_alert(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        alert_overwrite: Option<AlertOverwrite>,
+    ) -> Result<PrinterActionResult> {
+        Self::act(
+            ctx,
+            &id,
+            PrinterAction::AcknowledgeAlert(alert_overwrite.map(Into::into)),
+        )
+        .await
+    }
+}

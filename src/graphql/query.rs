@@ -1,0 +1,47 @@
+//! The query root: the viewer's printers and the viewer.
+
+use async_graphql::{Context, ID, Object, Result};
+
+use super::context::{request, viewer};
+use super::types::{Printer, User};
+
+/// Parses an `ID` into a row id; anything else names no row.
+pub fn row_id(id: &ID) -> Option<i32> {
+    id.parse::<i32>().ok().filter(|n| *n > 0)
+}
+
+#[derive(Default)]
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The viewer's printers, ordered by id.
+    async fn printers(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] with_archived: bool,
+    ) -> Result<Vec<Printer>> {
+        let viewer = viewer(ctx).await?;
+        let rows = request(ctx)?
+            .service()
+            .printers(viewer, with_archived)
+            .await?;
+        Ok(rows.into_iter().map(Printer).collect())
+    }
+
+    /// One of the viewer's printers (archived ones too); null when it does
+    /// not exist, was deleted, or is not the viewer's.
+    async fn printer(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Printer>> {
+        let viewer = viewer(ctx).await?;
+        let Some(id) = row_id(&id) else {
+            return Ok(None);
+        };
+        let row = request(ctx)?.service().printer(viewer, id).await?;
+        Ok(row.map(Printer))
+    }
+
+    /// The authenticated user.
+    async fn me(&self, ctx: &Context<'_>) -> Result<User> {
+        Ok(User(viewer(ctx).await?.user.clone()))
+    }
+}

@@ -1,0 +1,499 @@
+//! The GraphQL object types: printers, prints, their status and settings.
+//!
+//! These wrap entity models and compute derived fields through the service's
+//! rules; the storage shape stays in `entity`.
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, Enum, ID, Json, Object, Result, SimpleObject};
+use chrono::Utc;
+use entity::{print, printer};
+use serde_json::Value;
+
+use super::context::viewer;
+use super::loaders::PrintLoader;
+use super::scalars::DateTime;
+use crate::error::AppError;
+use crate::service::{self, rules};
+
+/// What a printer does when a failure is detected.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ActionOnFailure {
+    /// Pause the print.
+    Pause,
+    /// Only alert.
+    None,
+}
+
+impl From<service::ActionOnFailure> for ActionOnFailure {
+    fn from(a: service::ActionOnFailure) -> Self {
+        match a {
+            service::ActionOnFailure::Pause => Self::Pause,
+            service::ActionOnFailure::None => Self::None,
+        }
+    }
+}
+
+impl From<ActionOnFailure> for service::ActionOnFailure {
+    fn from(a: ActionOnFailure) -> Self {
+        match a {
+            ActionOnFailure::Pause => Self::Pause,
+            ActionOnFailure::None => Self::None,
+        }
+    }
+}
+
+/// The user's verdict on a failure alert.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum AlertOverwrite {
+    /// The print did fail.
+    Failed,
+    /// A false alarm.
+    NotFailed,
+}
+
+impl From<service::AlertOverwrite> for AlertOverwrite {
+    fn from(a: service::AlertOverwrite) -> Self {
+        match a {
+            service::AlertOverwrite::Failed => Self::Failed,
+            service::AlertOverwrite::NotFailed => Self::NotFailed,
+        }
+    }
+}
+
+impl From<AlertOverwrite> for service::AlertOverwrite {
+    fn from(a: AlertOverwrite) -> Self {
+        match a {
+            AlertOverwrite::Failed => Self::Failed,
+            AlertOverwrite::NotFailed => Self::NotFailed,
+        }
+    }
+}
+
+/// The authenticated user.
+pub struct User(pub entity::user::Model);
+
+#[Object]
+impl User {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// The `email` claim of the user's last token, if any.
+    async fn email(&self) -> Option<&str> {
+        self.0.email.as_deref()
+    }
+    /// "AI detection hours" balance; below zero, detection stops.
+    async fn dh_balance(&self) -> f64 {
+        self.0.dh_balance
+    }
+}
+
+/// A 3D printer and what its agent last reported.
+pub struct Printer(pub printer::Model);
+
+impl Printer {
+    async fn current(&self, ctx: &Context<'_>) -> Result<Option<print::Model>, AppError> {
+        let Some(id) = self.0.current_print_id else {
+            return Ok(None);
+        };
+        let loader = ctx
+            .data::<DataLoader<PrintLoader>>()
+            .map_err(|_| AppError::internal("print loader missing"))?;
+        loader
+            .load_one(id)
+            .await
+            .map_err(|e| AppError::internal(format!("{e:?}")))
+    }
+}
+
+#[Object]
+impl Printer {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// 1 to 256 characters.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
+    }
+    async fn action_on_failure(&self) -> ActionOnFailure {
+        service::ActionOnFailure::from_stored(&self.0.action_on_failure).into()
+    }
+    async fn watching_enabled(&self) -> bool {
+        self.0.watching_enabled
+    }
+    /// Why failure detection is not watching this printer right now, or null
+    /// when it is.
+    async fn not_watching_reason(&self, ctx: &Context<'_>) -> Result<Option<&'static str>> {
+        let owner = &viewer(ctx).await?.user;
+        let current = self.current(ctx).await?;
+        Ok(rules::not_watching_reason(
+            &self.0,
+            owner,
+            current.as_ref(),
+            Utc::now(),
+        ))
+    }
+    async fn tools_off_on_pause(&self) -> bool {
+        self.0.tools_off_on_pause
+    }
+    async fn bed_off_on_pause(&self) -> bool {
+        self.0.bed_off_on_pause
+    }
+    /// Millimetres of filament retracted on pause, 0 to 100.
+    async fn retract_on_pause(&self) -> f64 {
+        self.0.retract_on_pause
+    }
+    /// Millimetres the head is lifted on pause, 0 to 100.
+    async fn lift_z_on_pause(&self) -> f64 {
+        self.0.lift_z_on_pause
+    }
+    /// 0.8 to 1.2.
+    async fn detective_sensitivity(&self) -> f64 {
+        self.0.detective_sensitivity
+    }
+    /// -1 for no timelapse.
+    async fn min_timelapse_secs_on_finish(&self) -> i32 {
+        self.0.min_timelapse_secs_on_finish
+    }
+    /// -1 for no timelapse.
+    async fn min_timelapse_secs_on_cancel(&self) -> i32 {
+        self.0.min_timelapse_secs_on_cancel
+    }
+    /// The agent's credential, for setting it up.
+    async fn auth_token(&self) -> &str {
+        &self.0.auth_token
+    }
+    async fn archived_at(&self) -> Option<DateTime> {
+        self.0.archived_at.map(Into::into)
+    }
+    async fn agent_name(&self) -> Option<&str> {
+        self.0.agent_name.as_deref()
+    }
+    async fn agent_version(&self) -> Option<&str> {
+        self.0.agent_version.as_deref()
+    }
+    /// The latest webcam snapshot, or null.
+    async fn pic(&self) -> Option<Pic> {
+        None
+    }
+    /// The agent's last status; null when the printer is offline (no agent,
+    /// or nothing heard for 120 s).
+    async fn status(&self) -> Option<PrinterStatus> {
+        rules::visible_status(&self.0, Utc::now()).map(|s| PrinterStatus(s.clone()))
+    }
+    /// Webcam and agent settings; always present.
+    async fn settings(&self) -> PrinterSettings {
+        PrinterSettings(rules::derived_settings(&self.0))
+    }
+    /// The print in progress, or null.
+    async fn current_print(&self, ctx: &Context<'_>) -> Result<Option<Print>> {
+        Ok(self.current(ctx).await?.map(Print))
+    }
+    /// Failure score, 0 to 1.
+    async fn normalized_p(&self) -> f64 {
+        self.0.normalized_p
+    }
+}
+
+/// A webcam snapshot.
+#[derive(SimpleObject)]
+pub struct Pic {
+    /// A signed, expiring URL an `<img>` tag can load.
+    pub img_url: String,
+}
+
+/// One run of a G-code file on a printer.
+pub struct Print(pub print::Model);
+
+#[Object]
+impl Print {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// The printer's id.
+    async fn printer_id(&self) -> ID {
+        ID(self.0.printer_id.to_string())
+    }
+    async fn filename(&self) -> &str {
+        &self.0.filename
+    }
+    async fn started_at(&self) -> DateTime {
+        self.0.started_at.into()
+    }
+    /// cancelledAt, else finishedAt.
+    async fn ended_at(&self) -> Option<DateTime> {
+        rules::ended_at(&self.0).map(Into::into)
+    }
+    async fn finished_at(&self) -> Option<DateTime> {
+        self.0.finished_at.map(Into::into)
+    }
+    async fn cancelled_at(&self) -> Option<DateTime> {
+        self.0.cancelled_at.map(Into::into)
+    }
+    async fn uploaded_at(&self) -> Option<DateTime> {
+        self.0.uploaded_at.map(Into::into)
+    }
+    async fn alerted_at(&self) -> Option<DateTime> {
+        self.0.alerted_at.map(Into::into)
+    }
+    async fn alert_acknowledged_at(&self) -> Option<DateTime> {
+        self.0.alert_acknowledged_at.map(Into::into)
+    }
+    async fn alert_muted_at(&self) -> Option<DateTime> {
+        self.0.alert_muted_at.map(Into::into)
+    }
+    /// Set only by an automatic (failure) pause.
+    async fn paused_at(&self) -> Option<DateTime> {
+        self.0.paused_at.map(Into::into)
+    }
+    async fn video_url(&self) -> Option<&str> {
+        self.0.video_url.as_deref()
+    }
+    async fn tagged_video_url(&self) -> Option<&str> {
+        self.0.tagged_video_url.as_deref()
+    }
+    async fn poster_url(&self) -> Option<&str> {
+        self.0.poster_url.as_deref()
+    }
+    async fn prediction_json_url(&self) -> Option<&str> {
+        self.0.prediction_json_url.as_deref()
+    }
+    async fn alert_overwrite(&self) -> Option<AlertOverwrite> {
+        self.0
+            .alert_overwrite
+            .as_deref()
+            .and_then(service::AlertOverwrite::from_stored)
+            .map(Into::into)
+    }
+}
+
+/// The agent's status, typed for what frontends read; `raw` is the agent's
+/// object verbatim.
+pub struct PrinterStatus(pub Value);
+
+fn num(v: Option<&Value>) -> Option<f64> {
+    v.and_then(Value::as_f64)
+}
+
+#[Object]
+impl PrinterStatus {
+    /// The state text and flags.
+    async fn state(&self) -> Option<PrinterState> {
+        self.0.get("state").map(|s| PrinterState(s.clone()))
+    }
+    /// Progress of the current job.
+    async fn progress(&self) -> Option<PrintProgress> {
+        self.0.get("progress").map(|s| PrintProgress(s.clone()))
+    }
+    /// The file being printed.
+    async fn job(&self) -> Option<PrintJob> {
+        self.0.get("job").map(|s| PrintJob(s.clone()))
+    }
+    /// Heaters (tools, bed, chamber), ordered by name.
+    async fn temperatures(&self) -> Vec<Heater> {
+        let Some(map) = self.0.get("temperatures").and_then(Value::as_object) else {
+            return Vec::new();
+        };
+        let mut heaters: Vec<Heater> = map
+            .iter()
+            .filter(|(_, v)| v.is_object())
+            .map(|(name, v)| Heater {
+                name: name.clone(),
+                actual: num(v.get("actual")),
+                target: num(v.get("target")),
+                offset: num(v.get("offset")),
+            })
+            .collect();
+        heaters.sort_by(|a, b| a.name.cmp(&b.name));
+        heaters
+    }
+    /// When the agent collected this status (unix seconds).
+    async fn ts(&self) -> Option<f64> {
+        num(self.0.get("_ts"))
+    }
+    /// The agent's status object, verbatim.
+    async fn raw(&self) -> Json<Value> {
+        Json(self.0.clone())
+    }
+}
+
+/// The printer's state as the agent reports it.
+pub struct PrinterState(Value);
+
+#[Object]
+impl PrinterState {
+    /// "Operational", "Printing", "Paused", ...
+    async fn text(&self) -> Option<&str> {
+        self.0.get("text").and_then(Value::as_str)
+    }
+    /// An error text, if the printer reports one.
+    async fn error(&self) -> Option<String> {
+        match self.0.get("error") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        }
+    }
+    async fn flags(&self) -> StateFlags {
+        StateFlags(self.0.get("flags").cloned().unwrap_or(Value::Null))
+    }
+}
+
+/// The state's boolean flags (null when the agent does not send one).
+pub struct StateFlags(Value);
+
+impl StateFlags {
+    fn flag(&self, key: &str) -> Option<bool> {
+        self.0.get(key).and_then(Value::as_bool)
+    }
+}
+
+#[Object]
+impl StateFlags {
+    async fn operational(&self) -> Option<bool> {
+        self.flag("operational")
+    }
+    async fn printing(&self) -> Option<bool> {
+        self.flag("printing")
+    }
+    async fn paused(&self) -> Option<bool> {
+        self.flag("paused")
+    }
+    async fn pausing(&self) -> Option<bool> {
+        self.flag("pausing")
+    }
+    async fn cancelling(&self) -> Option<bool> {
+        self.flag("cancelling")
+    }
+    async fn error(&self) -> Option<bool> {
+        self.flag("error")
+    }
+    async fn ready(&self) -> Option<bool> {
+        self.flag("ready")
+    }
+    async fn closed_or_error(&self) -> Option<bool> {
+        self.flag("closedOrError")
+    }
+}
+
+/// Progress of the current job.
+pub struct PrintProgress(Value);
+
+#[Object]
+impl PrintProgress {
+    /// Percent done, 0 to 100.
+    async fn completion(&self) -> Option<f64> {
+        num(self.0.get("completion"))
+    }
+    /// Seconds printed so far.
+    async fn print_time(&self) -> Option<f64> {
+        num(self.0.get("printTime"))
+    }
+    /// Seconds left, as the agent estimates.
+    async fn print_time_left(&self) -> Option<f64> {
+        num(self.0.get("printTimeLeft"))
+    }
+    /// Byte position in the file.
+    async fn filepos(&self) -> Option<f64> {
+        num(self.0.get("filepos"))
+    }
+}
+
+/// The job the printer is running.
+pub struct PrintJob(Value);
+
+#[Object]
+impl PrintJob {
+    /// The file's name.
+    async fn file_name(&self) -> Option<&str> {
+        self.0.pointer("/file/name").and_then(Value::as_str)
+    }
+    /// The file's size in bytes.
+    async fn file_size(&self) -> Option<f64> {
+        num(self.0.pointer("/file/size"))
+    }
+    /// Seconds the slicer estimated.
+    async fn estimated_print_time(&self) -> Option<f64> {
+        num(self.0.get("estimatedPrintTime"))
+    }
+}
+
+/// One heater's temperatures, in °C.
+#[derive(SimpleObject)]
+pub struct Heater {
+    /// `tool0`, `bed`, `chamber`, ...
+    pub name: String,
+    pub actual: Option<f64>,
+    pub target: Option<f64>,
+    pub offset: Option<f64>,
+}
+
+/// Webcam and agent settings, derived from what the agent sent.
+pub struct PrinterSettings(serde_json::Map<String, Value>);
+
+impl PrinterSettings {
+    fn flag(&self, key: &str) -> bool {
+        self.0.get(key).and_then(Value::as_bool).unwrap_or(false)
+    }
+}
+
+#[Object]
+impl PrinterSettings {
+    #[graphql(name = "webcamFlipV")]
+    async fn webcam_flip_v(&self) -> bool {
+        self.flag("webcam_flipV")
+    }
+    #[graphql(name = "webcamFlipH")]
+    async fn webcam_flip_h(&self) -> bool {
+        self.flag("webcam_flipH")
+    }
+    /// True when the rotation is 270.
+    async fn webcam_rotate90(&self) -> bool {
+        self.flag("webcam_rotate90")
+    }
+    /// 0, 90, 180 or 270.
+    async fn webcam_rotation(&self) -> i32 {
+        self.0
+            .get("webcam_rotation")
+            .and_then(Value::as_i64)
+            .and_then(|r| i32::try_from(r).ok())
+            .unwrap_or(0)
+    }
+    /// "16:9" or "4:3".
+    async fn webcam_stream_ratio(&self) -> &str {
+        self.0
+            .get("webcam_streamRatio")
+            .and_then(Value::as_str)
+            .unwrap_or("16:9")
+    }
+    async fn ratio169(&self) -> bool {
+        self.flag("ratio169")
+    }
+    /// The agent's temperature presets, as it sent them.
+    async fn temp_profiles(&self) -> Option<Json<Value>> {
+        self.0.get("temp_profiles").cloned().map(Json)
+    }
+    /// The whole settings object, with the snake_case keys of the REST API.
+    async fn raw(&self) -> Json<Value> {
+        Json(Value::Object(self.0.clone()))
+    }
+}
+
+/// What an action did.
+pub struct PrinterActionResult(pub service::ActionOutcome);
+
+#[Object]
+impl PrinterActionResult {
+    /// For cancel/pause/resume: true only when the command was written to
+    /// the printer's live agent connection. For mute and acknowledge: true
+    /// when there is a current print.
+    async fn succeeded(&self) -> bool {
+        self.0.succeeded
+    }
+    /// The printer after the action.
+    async fn printer(&self) -> Printer {
+        Printer(self.0.printer.clone())
+    }
+}

@@ -1,0 +1,19 @@
+//! printgate: a GraphQL gateway over the printer domain of Obico.
+//!
+//! Data flows one way: an edge (GraphQL over HTTP) runs operations through
+//! the [`gateway::Gateway`], whose resolvers call the [`service`] layer,
+//! which alone reads and writes the database. See docs/ARCHITECTURE.md.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod database;
+pub mod error;
+pub mod gateway;
+pub mod graphql;
+pub mod service;
+pub mod telemetry;
+
+pub use app::{AppState, Application};
+pub use config::Config;

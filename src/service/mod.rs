@@ -1,0 +1,102 @@
+//! The printer domain: rules, state changes and queries.
+//!
+//! Everything here is scoped to a [`Viewer`]: a user only ever reads or
+//! changes their own printers, and that is enforced in these functions, not
+//! in the resolvers that call them. This module knows nothing of HTTP,
+//! GraphQL or JSON wire formats.
+
+mod commands;
+mod printers;
+pub mod rules;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use entity::user;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+
+use crate::error::AppError;
+
+pub use commands::{AgentCommand, CommandDelivery, NoAgents};
+pub use printers::{ActionOutcome, NewPrinter, PrinterAction, PrinterPatch};
+pub use rules::{ActionOnFailure, AlertOverwrite};
+
+/// The authenticated user a request acts for.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub user: user::Model,
+}
+
+impl Viewer {
+    pub fn id(&self) -> i32 {
+        self.user.id
+    }
+}
+
+/// The domain service: cheap to clone, shared by every edge.
+#[derive(Clone)]
+pub struct Service {
+    db: DatabaseConnection,
+    commands: Arc<dyn CommandDelivery>,
+}
+
+impl Service {
+    pub fn new(db: DatabaseConnection, commands: Arc<dyn CommandDelivery>) -> Self {
+        Self { db, commands }
+    }
+
+    /// The database handle, for start-up tasks and tests.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The user a token's `sub` names, created on first sight
+    /// ("just-in-time provisioning"). A changed `email` claim is stored.
+    pub async fn viewer(&self, sub: &str, email: Option<&str>) -> Result<Viewer, AppError> {
+        let found = user::Entity::find()
+            .filter(user::Column::Sub.eq(sub))
+            .one(&self.db)
+            .await?;
+        let user = match found {
+            Some(u) if email.is_none() || u.email.as_deref() == email => u,
+            Some(u) => {
+                user::Entity::update_many()
+                    .col_expr(user::Column::Email, email.map(str::to_owned).into())
+                    .filter(user::Column::Id.eq(u.id))
+                    .exec(&self.db)
+                    .await?;
+                user::Model {
+                    email: email.map(str::to_owned),
+                    ..u
+                }
+            }
+            None => {
+                // Two first requests of one new user may race: the unique
+                // `sub` lets one insert win and the other do nothing.
+                let row = user::ActiveModel {
+                    sub: Set(sub.to_owned()),
+                    email: Set(email.map(str::to_owned)),
+                    dh_balance: Set(0.0),
+                    created_at: Set(now()),
+                    ..Default::default()
+                };
+                user::Entity::insert(row)
+                    .on_conflict_do_nothing_on([user::Column::Sub])
+                    .exec(&self.db)
+                    .await?;
+                user::Entity::find()
+                    .filter(user::Column::Sub.eq(sub))
+                    .one(&self.db)
+                    .await?
+                    .ok_or_else(|| AppError::internal("user vanished right after insert"))?
+            }
+        };
+        Ok(Viewer { user })
+    }
+}
+
+/// The current time, truncated to microseconds: what both SQLite and
+/// PostgreSQL store, so a value reads back exactly as it was written.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}

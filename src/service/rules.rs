@@ -1,0 +1,354 @@
+//! The printer domain's rules, each in one place: defaults, what a valid
+//! value is, what is derived (not_watching_reason, should_watch, the visible
+//! status, the settings object). Pure functions over entity models.
+
+use chrono::{DateTime, Utc};
+use entity::{print, printer, user};
+use serde_json::{Map, Value, json};
+
+use crate::error::AppError;
+
+/// A status older than this (or from an agent that is gone) is not shown.
+pub const STATUS_TTL_SECS: i64 = 120;
+/// Longest printer name, in characters.
+pub const NAME_MAX_CHARS: usize = 256;
+/// Length of a generated agent token, in hex characters.
+pub const AUTH_TOKEN_HEX_CHARS: usize = 32;
+
+/// Defaults of a new printer.
+pub mod defaults {
+    pub const WATCHING_ENABLED: bool = true;
+    pub const TOOLS_OFF_ON_PAUSE: bool = true;
+    pub const BED_OFF_ON_PAUSE: bool = false;
+    pub const RETRACT_ON_PAUSE: f64 = 6.5;
+    pub const LIFT_Z_ON_PAUSE: f64 = 2.5;
+    pub const DETECTIVE_SENSITIVITY: f64 = 1.0;
+    pub const MIN_TIMELAPSE_SECS_ON_FINISH: i32 = 600;
+    pub const MIN_TIMELAPSE_SECS_ON_CANCEL: i32 = 300;
+}
+
+/// What the printer does when a failure is detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionOnFailure {
+    Pause,
+    None,
+}
+
+impl ActionOnFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pause => "PAUSE",
+            Self::None => "NONE",
+        }
+    }
+
+    /// Reads the stored value; anything unknown is the default.
+    pub fn from_stored(s: &str) -> Self {
+        if s == "NONE" { Self::None } else { Self::Pause }
+    }
+}
+
+/// The user's verdict on a failure alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOverwrite {
+    Failed,
+    NotFailed,
+}
+
+impl AlertOverwrite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Failed => "FAILED",
+            Self::NotFailed => "NOT_FAILED",
+        }
+    }
+
+    pub fn from_stored(s: &str) -> Option<Self> {
+        match s {
+            "FAILED" => Some(Self::Failed),
+            "NOT_FAILED" => Some(Self::NotFailed),
+            _ => None,
+        }
+    }
+}
+
+/// A printer name: trimmed, 1 to 256 characters.
+pub fn valid_name(name: &str) -> Result<String, AppError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AppError::invalid("name", "This field may not be blank."));
+    }
+    if name.chars().count() > NAME_MAX_CHARS {
+        return Err(AppError::invalid(
+            "name",
+            format!("Ensure this field has no more than {NAME_MAX_CHARS} characters."),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// A finite number within `min..=max`.
+pub fn valid_range(field: &'static str, value: f64, min: f64, max: f64) -> Result<f64, AppError> {
+    if !value.is_finite() {
+        return Err(AppError::invalid(field, "A valid number is required."));
+    }
+    if value < min || value > max {
+        return Err(AppError::invalid(
+            field,
+            format!("Ensure this value is between {min:?} and {max:?}."),
+        ));
+    }
+    Ok(value)
+}
+
+/// Retract and lift distances: 0 to 100 mm.
+pub fn valid_mm(field: &'static str, value: f64) -> Result<f64, AppError> {
+    valid_range(field, value, 0.0, 100.0)
+}
+
+/// Detection sensitivity: 0.8 to 1.2 (Obico documents it, printgate checks it).
+pub fn valid_sensitivity(value: f64) -> Result<f64, AppError> {
+    valid_range("detective_sensitivity", value, 0.8, 1.2)
+}
+
+/// A timelapse threshold: -1 (no timelapse) or a number of seconds >= 0.
+pub fn valid_timelapse_secs(field: &'static str, value: i32) -> Result<i32, AppError> {
+    if value < -1 {
+        return Err(AppError::invalid(
+            field,
+            "Ensure this value is -1 (no timelapse) or greater than or equal to 0.",
+        ));
+    }
+    Ok(value)
+}
+
+/// A fresh agent token: random hex, long enough to be unguessable.
+pub fn new_auth_token() -> String {
+    hex::encode(rand::random::<[u8; AUTH_TOKEN_HEX_CHARS / 2]>())
+}
+
+/// The status clients see: the stored one while fresh, else none (offline).
+pub fn visible_status(p: &printer::Model, now: DateTime<Utc>) -> Option<&Value> {
+    let at = p.status_at?;
+    let status = p.status.as_ref()?;
+    ((now - at).num_seconds() <= STATUS_TTL_SECS && !status.is_null()).then_some(status)
+}
+
+/// Whether a status says the printer is actively printing (paused is not).
+pub fn is_printing(status: Option<&Value>) -> bool {
+    status
+        .and_then(|s| s.pointer("/state/flags/printing"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// Why failure detection is not watching this printer; the first rule that
+/// holds wins, and the strings are the ones Obico's clients know.
+pub fn not_watching_reason(
+    p: &printer::Model,
+    owner: &user::Model,
+    current_print: Option<&print::Model>,
+    now: DateTime<Utc>,
+) -> Option<&'static str> {
+    if !p.watching_enabled {
+        return Some("AI failure detection is disabled");
+    }
+    if owner.dh_balance < 0.0 {
+        return Some("You have run out of AI Detection Hours");
+    }
+    if !is_printing(visible_status(p, now)) {
+        return Some("Printer is not actively printing");
+    }
+    if current_print.is_some_and(|c| c.alert_muted_at.is_some()) {
+        return Some("Alerts are muted for current print");
+    }
+    None
+}
+
+/// Whether the agent should watch for failures: sent in `remote_status`.
+pub fn should_watch(
+    p: &printer::Model,
+    owner: &user::Model,
+    current_print: Option<&print::Model>,
+) -> bool {
+    p.watching_enabled
+        && owner.dh_balance >= 0.0
+        && current_print.is_some_and(|c| c.alert_muted_at.is_none())
+}
+
+/// The `pause` command's arguments: exactly these four keys, or the
+/// OctoPrint agent drops the whole frame.
+pub fn pause_args(p: &printer::Model) -> Value {
+    json!({
+        "retract": p.retract_on_pause,
+        "lift_z": p.lift_z_on_pause,
+        "tools_off": p.tools_off_on_pause,
+        "bed_off": p.bed_off_on_pause,
+    })
+}
+
+/// A print's end: cancelled_at, else finished_at.
+pub fn ended_at(p: &print::Model) -> Option<DateTime<Utc>> {
+    p.cancelled_at.or(p.finished_at)
+}
+
+/// The printer's `settings` object: webcam keys derived from the agent's
+/// primary camera (else the first), plus agent name/version and temperature
+/// profiles; always an object, with defaults when the agent sent nothing.
+pub fn derived_settings(p: &printer::Model) -> Map<String, Value> {
+    let agent = p.agent_settings.as_ref();
+    let webcams = agent
+        .and_then(|s| s.get("webcams"))
+        .and_then(Value::as_array);
+    let cam = webcams.and_then(|cams| {
+        cams.iter()
+            .find(|c| c.get("is_primary_camera").and_then(Value::as_bool) == Some(true))
+            .or_else(|| cams.first())
+    });
+    let flag = |key: &str| {
+        cam.and_then(|c| c.get(key))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let rotation = cam
+        .and_then(|c| c.get("rotation"))
+        .and_then(Value::as_i64)
+        .filter(|r| matches!(r, 0 | 90 | 180 | 270))
+        .unwrap_or(0);
+    let ratio = match cam
+        .and_then(|c| c.get("streamRatio"))
+        .and_then(Value::as_str)
+    {
+        Some("4:3") => "4:3",
+        _ => "16:9",
+    };
+    let mut out = Map::new();
+    out.insert("webcam_flipV".into(), Value::Bool(flag("flipV")));
+    out.insert("webcam_flipH".into(), Value::Bool(flag("flipH")));
+    out.insert("webcam_rotate90".into(), Value::Bool(rotation == 270));
+    out.insert("webcam_rotation".into(), Value::from(rotation));
+    out.insert("webcam_streamRatio".into(), Value::from(ratio));
+    out.insert("ratio169".into(), Value::Bool(ratio == "16:9"));
+    if let Some(agent) = agent {
+        if let Some(name) = &p.agent_name {
+            out.insert("agent_name".into(), Value::from(name.as_str()));
+        }
+        if let Some(version) = &p.agent_version {
+            out.insert("agent_version".into(), Value::from(version.as_str()));
+        }
+        if let Some(profiles) = agent.pointer("/temperature/profiles") {
+            out.insert("temp_profiles".into(), profiles.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn printer() -> printer::Model {
+        printer::Model {
+            id: 1,
+            user_id: 1,
+            name: "p".into(),
+            created_at: Utc::now(),
+            action_on_failure: "PAUSE".into(),
+            watching_enabled: true,
+            tools_off_on_pause: true,
+            bed_off_on_pause: false,
+            retract_on_pause: 6.5,
+            lift_z_on_pause: 2.5,
+            detective_sensitivity: 1.0,
+            min_timelapse_secs_on_finish: 600,
+            min_timelapse_secs_on_cancel: 300,
+            auth_token: "t".into(),
+            archived_at: None,
+            deleted_at: None,
+            agent_name: None,
+            agent_version: None,
+            status: None,
+            status_ts: None,
+            status_at: None,
+            agent_settings: None,
+            current_print_id: None,
+            normalized_p: 0.0,
+        }
+    }
+
+    fn owner(balance: f64) -> user::Model {
+        user::Model {
+            id: 1,
+            sub: "u".into(),
+            email: None,
+            dh_balance: balance,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_first_not_watching_rule_that_holds_wins() {
+        let now = Utc::now();
+        let mut p = printer();
+        p.watching_enabled = false;
+        assert_eq!(
+            not_watching_reason(&p, &owner(-1.0), None, now),
+            Some("AI failure detection is disabled")
+        );
+        p.watching_enabled = true;
+        assert_eq!(
+            not_watching_reason(&p, &owner(-1.0), None, now),
+            Some("You have run out of AI Detection Hours")
+        );
+        assert_eq!(
+            not_watching_reason(&p, &owner(0.0), None, now),
+            Some("Printer is not actively printing")
+        );
+        p.status = Some(json!({"state": {"flags": {"printing": true}}}));
+        p.status_at = Some(now);
+        assert_eq!(not_watching_reason(&p, &owner(0.0), None, now), None);
+        p.status_at = Some(now - Duration::seconds(STATUS_TTL_SECS + 1));
+        assert_eq!(
+            not_watching_reason(&p, &owner(0.0), None, now),
+            Some("Printer is not actively printing")
+        );
+    }
+
+    #[test]
+    fn settings_default_without_agent_data() {
+        let s = Value::Object(derived_settings(&printer()));
+        assert_eq!(
+            s.to_string(),
+            r#"{"webcam_flipV":false,"webcam_flipH":false,"webcam_rotate90":false,"webcam_rotation":0,"webcam_streamRatio":"16:9","ratio169":true}"#
+        );
+    }
+
+    #[test]
+    fn settings_follow_the_primary_camera() {
+        let mut p = printer();
+        p.agent_settings = Some(json!({"webcams": [
+            {"name": "a", "flipH": true, "rotation": 90},
+            {"name": "b", "is_primary_camera": true, "flipV": true, "rotation": 270, "streamRatio": "4:3"}
+        ]}));
+        let s = derived_settings(&p);
+        assert_eq!(s["webcam_flipV"], json!(true));
+        assert_eq!(s["webcam_flipH"], json!(false));
+        assert_eq!(s["webcam_rotate90"], json!(true));
+        assert_eq!(s["ratio169"], json!(false));
+    }
+
+    #[test]
+    fn ranges_refuse_non_finite_and_out_of_range_values() {
+        assert!(valid_mm("lift_z_on_pause", 100.0).is_ok());
+        assert!(valid_mm("lift_z_on_pause", 100.5).is_err());
+        assert!(valid_mm("lift_z_on_pause", f64::NAN).is_err());
+        assert!(valid_sensitivity(0.79).is_err());
+        assert!(valid_timelapse_secs("x", -1).is_ok());
+        assert!(valid_timelapse_secs("x", -2).is_err());
+        assert!(valid_name("  ").is_err());
+        assert_eq!(valid_name(" a ").ok().as_deref(), Some("a"));
+        assert!(valid_name(&"x".repeat(257)).is_err());
+        assert!(valid_name(&"é".repeat(256)).is_ok());
+    }
+}

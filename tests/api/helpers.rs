@@ -1,0 +1,126 @@
+//! Test harness: spawn the app on a fresh SQLite database, mint tokens, run
+//! GraphQL, and look at the database directly to check what was written.
+
+use std::time::Duration;
+
+use printgate::Application;
+use printgate::auth::JwtKeys;
+use printgate::config::{Config, DatabaseConfig, JwtConfig};
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "test-secret-for-printgate";
+
+pub struct TestApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub keys: JwtKeys,
+    pub db: DatabaseConnection,
+    _dir: tempfile::TempDir,
+}
+
+/// The config of a fresh app on port 0 with its own SQLite file.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
+    Config {
+        bind: "127.0.0.1:0".into(),
+        database: DatabaseConfig { url, pool_size: 5 },
+        jwt: JwtConfig {
+            secret: Some(SECRET.into()),
+            public_key: None,
+            issuer: None,
+            audience: None,
+            production: false,
+            dev_secret_path: dir.join("secret"),
+        },
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = Application::build(test_config(dir.path()))
+            .await
+            .expect("app builds");
+        let url = format!("http://{}", app.local_addr().expect("bound"));
+        let db = app.state().gateway.service().db().clone();
+        tokio::spawn(app.run_until(std::future::pending()));
+        Self {
+            url,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            keys: JwtKeys::from_secret(SECRET.as_bytes()),
+            db,
+            _dir: dir,
+        }
+    }
+
+    /// A valid token for `sub`.
+    pub fn token(&self, sub: &str) -> String {
+        self.keys
+            .mint(sub, None, Duration::from_secs(3600))
+            .expect("mint")
+    }
+
+    /// POSTs a GraphQL operation and returns the JSON body.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut req = self
+            .client
+            .post(format!("{}/graphql", self.url))
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        assert_eq!(resp.status(), 200, "GraphQL over application/json is 200");
+        resp.json().await.expect("json body")
+    }
+
+    /// Creates a printer as `token`'s user and returns its id.
+    pub async fn create_printer(&self, token: &str, name: &str) -> String {
+        let body = self
+            .gql(
+                Some(token),
+                "mutation($n: String!) { createPrinter(input: {name: $n}) { id } }",
+                json!({"n": name}),
+            )
+            .await;
+        body["data"]["createPrinter"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("create failed: {body}"))
+            .to_owned()
+    }
+
+    /// The printer row as stored.
+    pub async fn stored_printer(&self, id: &str) -> entity::printer::Model {
+        let id: i32 = id.parse().expect("numeric id");
+        entity::printer::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .expect("query")
+            .expect("row exists")
+    }
+
+    pub async fn printer_rows(&self) -> u64 {
+        entity::printer::Entity::find()
+            .count(&self.db)
+            .await
+            .expect("count")
+    }
+
+    pub async fn user_rows(&self) -> u64 {
+        entity::user::Entity::find()
+            .count(&self.db)
+            .await
+            .expect("count")
+    }
+}
+
+/// The single error's code of a GraphQL response.
+pub fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}

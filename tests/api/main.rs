@@ -1,0 +1,12 @@
+//! Black-box tests of printgate: the real app on port 0 with a fresh
+//! database per test, plus schema-level tests that count SQL statements.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod helpers;
+mod isolation;
+mod printers;
+mod protocol;
+mod schema_file;
+mod statements;

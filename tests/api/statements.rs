@@ -1,0 +1,95 @@
+//! Relations resolve through DataLoaders: listing 500 printers with their
+//! current prints runs exactly as many SQL statements as listing one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_graphql::Request;
+use chrono::Utc;
+use entity::{print, printer};
+use printgate::auth::{Claims, Identity};
+use printgate::config::DatabaseConfig;
+use printgate::gateway::Gateway;
+use printgate::service::{NoAgents, Service};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+
+const QUERY: &str = "{ printers { id name notWatchingReason status { raw } settings { raw } \
+    currentPrint { id filename printerId endedAt alertMutedAt } } }";
+
+/// Seeds `n` printers for one user, each with a current print, and returns
+/// how many statements listing them takes.
+async fn statements_for(n: usize) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = Arc::new(AtomicUsize::new(0));
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+    let mut db = printgate::database::connect(&DatabaseConfig { url, pool_size: 2 })
+        .await
+        .unwrap();
+    printgate::database::migrate(&db).await.unwrap();
+    let seen = counter.clone();
+    db.set_metric_callback(move |_| {
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    let service = Service::new(db.clone(), Arc::new(NoAgents));
+    let viewer = service.viewer("alice", None).await.unwrap();
+    for i in 0..n {
+        let p = service
+            .create_printer(
+                &viewer,
+                printgate::service::NewPrinter {
+                    name: format!("printer {i}"),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let pr = print::ActiveModel {
+            printer_id: Set(p.id),
+            ext_id: Set(1_700_000_000 + i as i64),
+            filename: Set(format!("part{i}.gcode")),
+            started_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        let mut p: printer::ActiveModel = p.into();
+        p.current_print_id = Set(Some(pr.id));
+        p.update(&db).await.unwrap();
+    }
+    let gateway = Gateway::new(service);
+    let identity = Identity::Verified(Claims {
+        sub: "alice".into(),
+        email: None,
+        exp: Some(i64::MAX),
+        iat: None,
+    });
+    counter.store(0, Ordering::SeqCst);
+    let resp = gateway.execute(identity, Request::new(QUERY)).await;
+    let used = counter.load(Ordering::SeqCst);
+    assert!(resp.errors.is_empty(), "{:?}", resp.errors);
+    let data = resp.data.into_json().unwrap();
+    let list = data["printers"].as_array().unwrap();
+    assert_eq!(list.len(), n);
+    assert!(
+        list.iter()
+            .all(|p| p["currentPrint"]["filename"].is_string())
+    );
+    assert_eq!(
+        printer::Entity::find().all(&db).await.unwrap().len(),
+        n,
+        "seeded rows"
+    );
+    used
+}
+
+#[tokio::test]
+async fn listing_500_printers_runs_no_more_statements_than_listing_one() {
+    let one = statements_for(1).await;
+    let many = statements_for(500).await;
+    assert_eq!(
+        one, many,
+        "1 printer: {one} statements, 500 printers: {many}"
+    );
+    assert!(one <= 3, "viewer + printers + prints, got {one}");
+}
