@@ -27,24 +27,42 @@ impl ExtensionFactory for ErrorCodes {
 
 struct ErrorCodesExtension;
 
-/// The field named by async-graphql's variable coercion error
-/// (`Invalid value for argument "input.retractOnPause", expected type ...`):
-/// the last segment of the argument path.
-fn invalid_variable_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("Invalid value for argument \"")?;
-    // `..., unknown field "nonsense" of type ...` names the field itself.
-    if let Some((_, unknown)) = rest.split_once("unknown field \"") {
-        return unknown.split('"').next().map(str::to_owned);
-    }
-    let path = &rest[..rest.find('"')?];
-    path.rsplit('.').next().map(str::to_owned)
-}
-
 fn set_code_if_missing(err: &mut ServerError, value: &str) {
     let ext = err.extensions.get_or_insert_with(Default::default);
     if ext.get("code").is_none() {
         ext.set("code", value);
     }
+}
+
+/// A variable that failed to coerce, as async-graphql words it
+/// (`Invalid value for argument "input.retractOnPause", expected type "Float"`),
+/// turned into the field it names and a plain reason.
+fn invalid_variable(message: &str) -> Option<(String, String)> {
+    let rest = message.strip_prefix("Invalid value for argument \"")?;
+    let (path, reason) = rest.split_once("\", ")?;
+    let quoted = |s: &str| s.split('"').nth(1).map(str::to_owned);
+    if let Some(after) = reason.strip_prefix("unknown field ") {
+        return Some((quoted(after)?, "Unknown field.".into()));
+    }
+    if reason.starts_with("field ") && reason.ends_with("is required but not provided") {
+        return Some((quoted(reason)?, "This field is required.".into()));
+    }
+    let field = path.rsplit('.').next()?.to_owned();
+    let why = if let Some(after) = reason.strip_prefix("enumeration type ") {
+        let value = after.rsplit('"').nth(1).unwrap_or_default();
+        format!("\"{value}\" is not a valid choice.")
+    } else if let Some(ty) = reason.strip_prefix("expected type ").and_then(quoted) {
+        match ty.trim_end_matches('!') {
+            "Float" => "A valid number is required.".into(),
+            "Int" => "A valid integer is required.".into(),
+            "Boolean" => "Must be a valid boolean.".into(),
+            "String" | "ID" => "Not a valid string.".into(),
+            other => format!("Expected a value of type {other}."),
+        }
+    } else {
+        reason.to_owned()
+    };
+    Some((field, why))
 }
 
 #[async_trait::async_trait]
@@ -84,9 +102,11 @@ impl Extension for ErrorCodesExtension {
     ) -> Result<ValidationResult, Vec<ServerError>> {
         next.run(ctx).await.map_err(|mut errs| {
             for e in &mut errs {
-                if let Some(field) = invalid_variable_field(&e.message) {
-                    // A variable of the wrong type is the caller's input
-                    // being wrong, not the document: name the field.
+                if let Some((field, why)) = invalid_variable(&e.message) {
+                    // A value of the wrong type is the caller's input being
+                    // wrong, not the document: name the field, as the
+                    // service's own validation errors do.
+                    e.message = format!("{field}: {why}");
                     let ext = e.extensions.get_or_insert_with(Default::default);
                     ext.set("code", code::BAD_USER_INPUT);
                     ext.set("field", field);
@@ -105,15 +125,32 @@ mod tests {
 
     #[test]
     fn variable_coercion_errors_name_their_field() {
-        let m = r#"Invalid value for argument "input.retractOnPause", expected type "Float""#;
-        assert_eq!(invalid_variable_field(m).as_deref(), Some("retractOnPause"));
-        assert_eq!(
-            invalid_variable_field(r#"Invalid value for argument "id", expected type "ID""#)
-                .as_deref(),
-            Some("id")
-        );
-        let unknown = r#"Invalid value for argument "input", unknown field "nonsense" of type "UpdatePrinterInput""#;
-        assert_eq!(invalid_variable_field(unknown).as_deref(), Some("nonsense"));
-        assert_eq!(invalid_variable_field("Unknown field"), None);
+        let cases = [
+            (
+                r#"Invalid value for argument "input.retractOnPause", expected type "Float""#,
+                ("retractOnPause", "A valid number is required."),
+            ),
+            (
+                r#"Invalid value for argument "id", expected type "ID!""#,
+                ("id", "Not a valid string."),
+            ),
+            (
+                r#"Invalid value for argument "input", unknown field "nonsense" of type "UpdatePrinterInput""#,
+                ("nonsense", "Unknown field."),
+            ),
+            (
+                r#"Invalid value for argument "input", field "name" of type "String!" is required but not provided"#,
+                ("name", "This field is required."),
+            ),
+            (
+                r#"Invalid value for argument "alertOverwrite", enumeration type "AlertOverwrite" does not contain the value "MAYBE""#,
+                ("alertOverwrite", "\"MAYBE\" is not a valid choice."),
+            ),
+        ];
+        for (message, (field, why)) in cases {
+            let got = invalid_variable(message);
+            assert_eq!(got, Some((field.to_owned(), why.to_owned())), "{message}");
+        }
+        assert_eq!(invalid_variable("Unknown field"), None);
     }
 }
