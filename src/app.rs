@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::auth::{Identity, JwtKeys};
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::rest::RestApi;
 use crate::service::{NoAgents, Service};
 use crate::{database, graphql};
 
@@ -29,6 +30,7 @@ pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 pub struct AppState {
     pub gateway: Gateway,
     pub keys: Arc<JwtKeys>,
+    pub rest: Arc<RestApi>,
 }
 
 impl AppState {
@@ -44,6 +46,7 @@ impl AppState {
 /// All routes, with their layers applied once.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(state.rest.router())
         .route(
             "/graphql",
             get(graphql::http::get).post(graphql::http::post),
@@ -78,9 +81,12 @@ impl Application {
         let db = database::connect(&config.database).await?;
         database::migrate(&db).await?;
         let service = Service::new(db, Arc::new(NoAgents));
+        let gateway = Gateway::new(service);
+        let rest = Arc::new(RestApi::new(gateway.schema()).await?);
         let state = AppState {
-            gateway: Gateway::new(service),
+            gateway,
             keys,
+            rest,
         };
         let listener = TcpListener::bind(&config.bind).await?;
         Ok(Self {

@@ -1,6 +1,6 @@
 //! printgate: a GraphQL gateway over the printer domain of Obico.
 //!
-//! Data flows one way: an edge (GraphQL over HTTP) runs operations through
+//! Data flows one way: an edge (GraphQL over HTTP, the REST paths) runs operations through
 //! the [`gateway::Gateway`], whose resolvers call the [`service`] layer,
 //! which alone reads and writes the database. See docs/ARCHITECTURE.md.
 
@@ -12,6 +12,7 @@ pub mod database;
 pub mod error;
 pub mod gateway;
 pub mod graphql;
+pub mod rest;
 pub mod service;
 pub mod telemetry;
 

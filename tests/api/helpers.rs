@@ -118,6 +118,54 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// A REST request to `path` (under the app's URL) as `token`'s user.
+    pub fn rest(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let req = self.client.request(method, format!("{}{path}", self.url));
+        match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// Gives printer `id` a current print started at a fixed time, as an
+    /// agent would have; returns the print's id.
+    pub async fn start_print(&self, id: &str, alerted: bool) -> i32 {
+        use sea_orm::{ActiveModelTrait, Set};
+        let fixed = chrono::DateTime::parse_from_rfc3339("2025-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let row = entity::print::ActiveModel {
+            printer_id: Set(id.parse().unwrap()),
+            ext_id: Set(1_735_787_045),
+            filename: Set("benchy.gcode".into()),
+            started_at: Set(fixed),
+            alerted_at: Set(alerted.then_some(fixed)),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .unwrap();
+        let mut p: entity::printer::ActiveModel = self.stored_printer(id).await.into();
+        p.current_print_id = Set(Some(row.id));
+        p.update(&self.db).await.unwrap();
+        row.id
+    }
+
+    pub async fn stored_print(&self, id: i32) -> entity::print::Model {
+        entity::print::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
 /// The single error's code of a GraphQL response.
 pub fn error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"]

@@ -8,5 +8,6 @@ mod helpers;
 mod isolation;
 mod printers;
 mod protocol;
+mod rest;
 mod schema_file;
 mod statements;

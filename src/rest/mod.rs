@@ -1,0 +1,392 @@
+//! The REST paths legacy clients call (`/api/v1/printers/...`), each served
+//! by running its GraphQL operation on the same schema, as the caller.
+//!
+//! A handler here never touches the service or the database: it turns the
+//! request into variables, runs the route's document through the
+//! [`Gateway`](crate::gateway::Gateway), and turns the result into the REST
+//! status and body. Everything about the routes is in [`routes::ROUTES`].
+
+mod openapi;
+pub mod routes;
+mod shape;
+
+use std::collections::{HashMap, HashSet};
+
+use async_graphql::{ServerError, Variables};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use serde_json::{Map, Value, json};
+
+use crate::app::{AppState, MAX_BODY_BYTES};
+use crate::error::{camel_case, code, log_internal};
+use crate::graphql::AppSchema;
+use routes::{ParamKind, ROUTES, Route, Success};
+use shape::{Shape, Types};
+
+/// The compiled route table: each route with the shape of its result and
+/// the keys its body may carry.
+pub struct RestApi {
+    routes: Vec<Compiled>,
+    openapi: Value,
+}
+
+struct Compiled {
+    route: &'static Route,
+    shape: Shape,
+    body: Option<BodyKeys>,
+}
+
+/// How a JSON body's keys map onto the GraphQL input.
+struct BodyKeys {
+    /// The input type's fields (camelCase).
+    writable: HashSet<String>,
+    /// Keys of the REST representation that are not writable: clients send
+    /// back the object they read, so these are ignored, not refused.
+    read_only: HashSet<String>,
+}
+
+impl RestApi {
+    /// Compiles the route table against the schema. Fails (at start-up, and
+    /// in tests) when a document does not fit the schema.
+    pub async fn new(schema: &AppSchema) -> Result<Self, String> {
+        let types = Types::introspect(schema).await?;
+        let mut routes = Vec::with_capacity(ROUTES.len());
+        for route in ROUTES {
+            let shape = Shape::of_result(&types, route.document)
+                .map_err(|e| format!("{} {}: {e}", route.method, route.path))?;
+            let body = route.body.map(|input| {
+                let writable: HashSet<String> = types
+                    .input_fields(input)
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                let read_only = shape
+                    .keys()
+                    .into_iter()
+                    .filter(|k| !writable.contains(&camel_case(k)))
+                    .map(str::to_owned)
+                    .collect();
+                BodyKeys {
+                    writable,
+                    read_only,
+                }
+            });
+            routes.push(Compiled { route, shape, body });
+        }
+        let openapi = openapi::document(&types, &routes);
+        Ok(Self { routes, openapi })
+    }
+
+    /// The OpenAPI 3.1 document of these routes.
+    pub fn openapi(&self) -> &Value {
+        &self.openapi
+    }
+
+    /// The routes, each answering with and without its trailing slash, and
+    /// with 405 (and `Allow`) for methods it does not serve.
+    pub fn router(&self) -> Router<AppState> {
+        let mut by_path: Vec<(&'static str, Vec<usize>)> = Vec::new();
+        for (i, c) in self.routes.iter().enumerate() {
+            match by_path.iter_mut().find(|(p, _)| *p == c.route.path) {
+                Some((_, ids)) => ids.push(i),
+                None => by_path.push((c.route.path, vec![i])),
+            }
+        }
+        let mut router = Router::new().route(
+            "/api/v1/openapi.json",
+            axum::routing::get(|State(state): State<AppState>| async move {
+                axum::Json(state.rest.openapi().clone())
+            }),
+        );
+        for (path, ids) in by_path {
+            let allow = ids
+                .iter()
+                .map(|&i| self.routes[i].route.method.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut methods: MethodRouter<AppState> = MethodRouter::new();
+            for i in ids {
+                let filter = MethodFilter::try_from(self.routes[i].route.method.clone())
+                    .unwrap_or(MethodFilter::GET);
+                methods = methods.merge(on(
+                    filter,
+                    move |State(state): State<AppState>,
+                          id: Option<Path<String>>,
+                          Query(query): Query<Vec<(String, String)>>,
+                          req: Request| async move {
+                        state
+                            .rest
+                            .handle(&state, i, id.map(|p| p.0), query, req)
+                            .await
+                    },
+                ));
+            }
+            let methods = methods
+                .fallback(move |method: Method| async move { method_not_allowed(&method, &allow) });
+            let other = match path.strip_suffix('/') {
+                Some(bare) => bare.to_owned(),
+                None => format!("{path}/"),
+            };
+            router = router.route(path, methods.clone()).route(&other, methods);
+        }
+        router
+    }
+
+    async fn handle(
+        &self,
+        state: &AppState,
+        index: usize,
+        id: Option<String>,
+        query: Vec<(String, String)>,
+        req: Request,
+    ) -> Response {
+        let Some(compiled) = self.routes.get(index) else {
+            return detail(StatusCode::NOT_FOUND, "Not found.");
+        };
+        let route = compiled.route;
+        let identity = state.identify(req.headers());
+        // GraphQL names (variables and input fields) back to the REST names
+        // the client used, for error bodies.
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut vars = Map::new();
+        if let Some(id) = id {
+            vars.insert("id".into(), Value::String(id));
+        }
+        for param in route.query {
+            let given = query
+                .iter()
+                .rev()
+                .find(|(k, _)| k == param.name)
+                .map(|(_, v)| v);
+            let value = match (&param.kind, given) {
+                (ParamKind::Bool { default }, None) => Value::Bool(*default),
+                (ParamKind::Bool { .. }, Some(text)) => match parse_bool(text) {
+                    Some(b) => Value::Bool(b),
+                    None => return field_error(param.name, "Must be a valid boolean."),
+                },
+                (ParamKind::Enum { .. }, None) => Value::Null,
+                (ParamKind::Enum { .. }, Some(text)) => Value::String(text.clone()),
+            };
+            names.insert(param.variable.into(), param.name.into());
+            vars.insert(param.variable.into(), value);
+        }
+        if let Some(keys) = &compiled.body {
+            let body = match read_json_object(req).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            let mut input = Map::new();
+            for (key, value) in body {
+                if keys.read_only.contains(&key) {
+                    continue;
+                }
+                let gql = camel_case(&key);
+                if key.chars().any(char::is_uppercase) || !keys.writable.contains(&gql) {
+                    return field_error(&key, "Unknown field.");
+                }
+                names.insert(gql.clone(), key);
+                input.insert(gql, value);
+            }
+            vars.insert("input".into(), Value::Object(input));
+        }
+        let request = async_graphql::Request::new(route.document)
+            .variables(Variables::from_json(Value::Object(vars)));
+        let resp = state.gateway.execute(identity, request).await;
+        if let Some(err) = resp.errors.first() {
+            return graphql_error(err, &names);
+        }
+        let data = match resp.data.into_json() {
+            Ok(d) => d,
+            Err(e) => return internal(&e.to_string()),
+        };
+        let result = data.get("result").cloned().unwrap_or(Value::Null);
+        if result.is_null() {
+            return detail(StatusCode::NOT_FOUND, "Not found.");
+        }
+        match route.success {
+            Success::Empty => StatusCode::OK.into_response(),
+            Success::Ok => json_response(StatusCode::OK, &compiled.shape.to_rest(result)),
+            Success::Created => json_response(StatusCode::CREATED, &compiled.shape.to_rest(result)),
+        }
+    }
+}
+
+/// `true/1/yes/on` and `false/0/no/off`, any case.
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Reads a JSON object body: 413 over the size cap, 415 when not JSON, 400
+/// when malformed or not an object.
+async fn read_json_object(req: Request) -> Result<Map<String, Value>, Response> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large())?;
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if bytes.is_empty() && media.is_empty() {
+        return Ok(Map::new());
+    }
+    if media != "application/json" && !media.ends_with("+json") {
+        let shown = if media.is_empty() { "" } else { media.as_str() };
+        return Err(detail(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("Unsupported media type \"{shown}\" in request."),
+        ));
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => Err(detail(
+            StatusCode::BAD_REQUEST,
+            "Invalid data. Expected a JSON object.",
+        )),
+        Err(e) => Err(detail(
+            StatusCode::BAD_REQUEST,
+            &format!("JSON parse error - {e}"),
+        )),
+    }
+}
+
+/// The REST answer to a GraphQL error, by its code.
+fn graphql_error(err: &ServerError, names: &HashMap<String, String>) -> Response {
+    let ext = |key: &str| match err.extensions.as_ref().and_then(|e| e.get(key)) {
+        Some(async_graphql::Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    match ext("code").as_deref() {
+        Some(code::UNAUTHENTICATED) => {
+            let mut resp = detail(StatusCode::UNAUTHORIZED, &err.message);
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp
+        }
+        Some(code::NOT_FOUND) => detail(StatusCode::NOT_FOUND, "Not found."),
+        Some(code::BAD_USER_INPUT) => {
+            let field = ext("field").unwrap_or_default();
+            let message = err
+                .message
+                .strip_prefix(&format!("{field}: "))
+                .unwrap_or(&err.message);
+            let key = names
+                .get(&field)
+                .cloned()
+                .unwrap_or_else(|| snake_case(&field));
+            field_error(&key, message)
+        }
+        Some(code::INTERNAL) => detail(StatusCode::INTERNAL_SERVER_ERROR, &err.message),
+        // Anything else means a route's document and the schema disagree.
+        _ => internal(&format!("REST operation failed: {}", err.message)),
+    }
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_uppercase() {
+            out.push('_');
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from(bytes),
+        )
+            .into_response(),
+        Err(e) => internal(&e.to_string()),
+    }
+}
+
+/// `{"detail": "..."}`, the error body Obico's clients parse.
+pub fn detail(status: StatusCode, message: &str) -> Response {
+    json_response(status, &json!({"detail": message}))
+}
+
+/// `{"<field>": ["<message>"]}` with 400.
+fn field_error(field: &str, message: &str) -> Response {
+    json_response(StatusCode::BAD_REQUEST, &json!({ field: [message] }))
+}
+
+fn too_large() -> Response {
+    detail(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Request body is larger than 1 MiB.",
+    )
+}
+
+fn internal(cause: &str) -> Response {
+    let id = log_internal(cause);
+    detail(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("Internal server error (error id {id})."),
+    )
+}
+
+fn method_not_allowed(method: &Method, allow: &str) -> Response {
+    let mut resp = detail(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("Method \"{method}\" not allowed."),
+    );
+    if let Ok(v) = HeaderValue::from_str(allow) {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_read_like_the_existing_clients_send_them() {
+        for t in ["true", "True", "1", "yes", "ON"] {
+            assert_eq!(parse_bool(t), Some(true), "{t}");
+        }
+        for f in ["false", "0", "no", "Off"] {
+            assert_eq!(parse_bool(f), Some(false), "{f}");
+        }
+        assert_eq!(parse_bool("maybe"), None);
+    }
+
+    #[test]
+    fn snake_case_undoes_camel_case() {
+        assert_eq!(snake_case("liftZOnPause"), "lift_z_on_pause");
+        assert_eq!(
+            camel_case(&snake_case("minTimelapseSecsOnFinish")),
+            "minTimelapseSecsOnFinish"
+        );
+    }
+}
