@@ -12,12 +12,15 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::agent::hub::AgentHub;
+use crate::agent::urls::UrlSigner;
 use crate::auth::{Identity, JwtKeys};
 use crate::config::Config;
+use crate::events::LocalBus;
 use crate::gateway::Gateway;
 use crate::rest::RestApi;
-use crate::service::{NoAgents, Service};
-use crate::{database, graphql};
+use crate::service::Service;
+use crate::{agent, database, graphql};
 
 /// Largest request body accepted on any route.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -31,6 +34,9 @@ pub struct AppState {
     pub gateway: Gateway,
     pub keys: Arc<JwtKeys>,
     pub rest: Arc<RestApi>,
+    /// This instance's live agent connections.
+    pub agents: Arc<AgentHub>,
+    pub urls: Arc<UrlSigner>,
 }
 
 impl AppState {
@@ -47,6 +53,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(state.rest.router())
+        .merge(agent::router())
+        .route("/graphql/ws", get(graphql::ws::subscribe))
         .route(
             "/graphql",
             get(graphql::http::get).post(graphql::http::post),
@@ -80,13 +88,17 @@ impl Application {
         let keys = Arc::new(JwtKeys::load(&config.jwt)?);
         let db = database::connect(&config.database).await?;
         database::migrate(&db).await?;
-        let service = Service::new(db, Arc::new(NoAgents));
-        let gateway = Gateway::new(service);
+        let agents = Arc::new(AgentHub::default());
+        let service = Service::new(db, agents.clone(), Arc::new(LocalBus::default()));
+        let urls = Arc::new(UrlSigner::new(keys.url_key().to_vec(), &config.public_url));
+        let gateway = Gateway::new(service, urls.clone());
         let rest = Arc::new(RestApi::new(gateway.schema()).await?);
         let state = AppState {
             gateway,
             keys,
             rest,
+            agents,
+            urls,
         };
         let listener = TcpListener::bind(&config.bind).await?;
         Ok(Self {

@@ -45,6 +45,9 @@ pub struct JwtKeys {
     decoding: DecodingKey,
     encoding: Option<EncodingKey>,
     validation: Validation,
+    /// A key for signing snapshot URLs: derived from the HS256 secret (so
+    /// every instance sharing the secret agrees), else random per process.
+    url_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -96,6 +99,7 @@ impl JwtKeys {
                 decoding,
                 encoding: None,
                 validation: Validation::new(alg),
+                url_key: rand::random::<[u8; 32]>().to_vec(),
             }
         } else {
             let secret = match &config.secret {
@@ -123,7 +127,13 @@ impl JwtKeys {
             decoding: DecodingKey::from_secret(secret),
             encoding: Some(EncodingKey::from_secret(secret)),
             validation,
+            url_key: derive_key(secret, b"printgate snapshot urls"),
         }
+    }
+
+    /// The key snapshot URLs are signed with.
+    pub fn url_key(&self) -> &[u8] {
+        &self.url_key
     }
 
     /// Verifies a token; the error text is safe to show to its sender.
@@ -176,6 +186,18 @@ impl JwtKeys {
             Ok(claims) => Identity::Verified(claims),
             Err(why) => Identity::Rejected(why),
         }
+    }
+}
+
+/// A key for another purpose, derived from the secret with HMAC-SHA256.
+fn derive_key(secret: &[u8], purpose: &[u8]) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    match Hmac::<sha2::Sha256>::new_from_slice(secret) {
+        Ok(mut mac) => {
+            mac.update(purpose);
+            mac.finalize().into_bytes().to_vec()
+        }
+        Err(_) => rand::random::<[u8; 32]>().to_vec(),
     }
 }
 

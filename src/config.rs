@@ -101,6 +101,10 @@ pub struct Settings {
     /// Required `aud` claim, if set.
     #[arg(long, env = "PRINTGATE_JWT_AUDIENCE", global = true)]
     pub jwt_audience: Option<String>,
+    /// The origin clients reach printgate at (e.g. `https://farm.example`),
+    /// used for absolute snapshot URLs; unset, they are relative paths.
+    #[arg(long, env = "PRINTGATE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
     /// `development` or `production`.
     #[arg(
         long = "env",
@@ -125,6 +129,8 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bind: String,
+    /// Prefix of snapshot URLs (an origin, or empty for relative paths).
+    pub public_url: String,
     pub database: DatabaseConfig,
     pub jwt: JwtConfig,
 }
@@ -153,6 +159,7 @@ impl Settings {
     pub fn config(&self) -> Config {
         Config {
             bind: self.bind.clone(),
+            public_url: self.public_url.clone().unwrap_or_default(),
             database: DatabaseConfig {
                 url: self.database_url.clone(),
                 pool_size: self.db_pool_size.max(1),

@@ -56,6 +56,19 @@ impl AppError {
         Self::Internal(source.to_string())
     }
 
+    /// Logs the error where it is handled without reaching a client (an
+    /// agent frame, a background task): internal causes under an error id.
+    pub fn log(&self) {
+        match self {
+            Self::Internal(cause) => {
+                log_internal(cause);
+            }
+            other => {
+                tracing::debug!(code = other.code(), message = %other.client_message(), "refused")
+            }
+        }
+    }
+
     /// The message a client sees (internal causes excluded).
     pub fn client_message(&self) -> String {
         match self {

@@ -4,6 +4,9 @@
 
 use async_graphql::{BatchRequest, BatchResponse, Request, Response};
 
+use std::sync::Arc;
+
+use crate::agent::urls::UrlSigner;
 use crate::auth::Identity;
 use crate::graphql::{AppSchema, RequestContext, build_schema, with_request_data};
 use crate::service::Service;
@@ -16,9 +19,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(service: Service) -> Self {
+    pub fn new(service: Service, urls: Arc<UrlSigner>) -> Self {
         Self {
-            schema: build_schema(),
+            schema: build_schema(urls),
             service,
         }
     }

@@ -4,12 +4,14 @@
 //! the [`gateway::Gateway`], whose resolvers call the [`service`] layer,
 //! which alone reads and writes the database. See docs/ARCHITECTURE.md.
 
+pub mod agent;
 pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod database;
 pub mod error;
+pub mod events;
 pub mod gateway;
 pub mod graphql;
 pub mod rest;

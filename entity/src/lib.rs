@@ -4,8 +4,11 @@
 //! REST JSON) live in the app; the schema itself is owned by the
 //! `migration` crate, which never imports this one.
 
+pub mod g_code_file;
 pub mod print;
 pub mod printer;
+pub mod printer_event;
+pub mod snapshot;
 pub mod user;
 
 pub mod prelude {

@@ -38,6 +38,8 @@ pub struct Model {
     pub agent_settings: Option<Json>,
     pub current_print_id: Option<i32>,
     pub normalized_p: f64,
+    /// When the latest snapshot (in `snapshots`) was taken.
+    pub pic_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

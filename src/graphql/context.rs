@@ -55,14 +55,20 @@ impl RequestContext {
     }
 }
 
-/// Attaches the per-request data every resolver relies on.
+/// Puts the per-request data every resolver relies on (the context and its
+/// loaders) into `data`: a request's, or a websocket connection's.
+pub fn request_data(ctx: &Arc<RequestContext>, data: &mut async_graphql::Data) {
+    data.insert(ctx.clone());
+    data.insert(DataLoader::new(PrintLoader::new(ctx.clone()), tokio::spawn));
+}
+
+/// Attaches the per-request data to a request.
 pub fn with_request_data(
-    request: async_graphql::Request,
+    mut request: async_graphql::Request,
     ctx: &Arc<RequestContext>,
 ) -> async_graphql::Request {
+    request_data(ctx, &mut request.data);
     request
-        .data(ctx.clone())
-        .data(DataLoader::new(PrintLoader::new(ctx.clone()), tokio::spawn))
 }
 
 /// The request context of a resolver.

@@ -9,9 +9,12 @@ use chrono::Utc;
 use entity::{print, printer};
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use super::context::viewer;
 use super::loaders::PrintLoader;
 use super::scalars::DateTime;
+use crate::agent::urls::UrlSigner;
 use crate::error::AppError;
 use crate::service::{self, rules};
 
@@ -174,9 +177,19 @@ impl Printer {
     async fn agent_version(&self) -> Option<&str> {
         self.0.agent_version.as_deref()
     }
-    /// The latest webcam snapshot, or null.
-    async fn pic(&self) -> Option<Pic> {
-        None
+    /// The latest webcam snapshot (null when none was taken in the last 30
+    /// minutes), as a signed URL that expires.
+    async fn pic(&self, ctx: &Context<'_>) -> Result<Option<Pic>> {
+        let now = Utc::now();
+        let Some(taken_at) = rules::visible_pic_at(&self.0, now) else {
+            return Ok(None);
+        };
+        let urls = ctx
+            .data::<Arc<UrlSigner>>()
+            .map_err(|_| AppError::internal("url signer missing"))?;
+        Ok(Some(Pic {
+            img_url: urls.sign(self.0.id, taken_at, now),
+        }))
     }
     /// The agent's last status; null when the printer is offline (no agent,
     /// or nothing heard for 120 s).

@@ -26,6 +26,10 @@ pub trait CommandDelivery: Send + Sync + 'static {
     /// Tells a connected agent whether it should watch for failures now.
     /// Best effort: an offline agent hears it when it next connects.
     async fn should_watch_changed(&self, printer_id: i32, should_watch: bool);
+
+    /// Closes the printer's live agent connection, if any (the printer was
+    /// deleted or archived, so its token no longer works).
+    async fn disconnect(&self, printer_id: i32);
 }
 
 /// The delivery used when no agent can be connected: nothing is ever
@@ -40,4 +44,6 @@ impl CommandDelivery for NoAgents {
     }
 
     async fn should_watch_changed(&self, _printer_id: i32, _should_watch: bool) {}
+
+    async fn disconnect(&self, _printer_id: i32) {}
 }

@@ -5,6 +5,7 @@
 //! in the resolvers that call them. This module knows nothing of HTTP,
 //! GraphQL or JSON wire formats.
 
+mod agent;
 mod commands;
 mod printers;
 pub mod rules;
@@ -16,7 +17,9 @@ use entity::user;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use crate::error::AppError;
+use crate::events::{Event, EventBus, EventKind};
 
+pub use agent::{GCodeFile, PrinterEvent, StatusReport};
 pub use commands::{AgentCommand, CommandDelivery, NoAgents};
 pub use printers::{ActionOutcome, NewPrinter, PrinterAction, PrinterPatch};
 pub use rules::{ActionOnFailure, AlertOverwrite};
@@ -38,11 +41,34 @@ impl Viewer {
 pub struct Service {
     db: DatabaseConnection,
     commands: Arc<dyn CommandDelivery>,
+    events: Arc<dyn EventBus>,
 }
 
 impl Service {
-    pub fn new(db: DatabaseConnection, commands: Arc<dyn CommandDelivery>) -> Self {
-        Self { db, commands }
+    pub fn new(
+        db: DatabaseConnection,
+        commands: Arc<dyn CommandDelivery>,
+        events: Arc<dyn EventBus>,
+    ) -> Self {
+        Self {
+            db,
+            commands,
+            events,
+        }
+    }
+
+    /// Where changes are announced.
+    pub fn events(&self) -> &Arc<dyn EventBus> {
+        &self.events
+    }
+
+    /// Announces a change to `p`: the one place events are published.
+    fn publish(&self, p: &entity::printer::Model, kind: EventKind) {
+        self.events.publish(Event {
+            printer_id: p.id,
+            user_id: p.user_id,
+            kind,
+        });
     }
 
     /// The database handle, for start-up tasks and tests.

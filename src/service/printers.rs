@@ -13,6 +13,7 @@ use sea_orm::{
 use super::rules::{self, ActionOnFailure, AlertOverwrite, defaults};
 use super::{AgentCommand, Service, Viewer, now};
 use crate::error::AppError;
+use crate::events::{Event, EventKind};
 
 /// A new printer: the name is required, every other writable field optional.
 #[derive(Debug, Clone, Default)]
@@ -182,9 +183,11 @@ impl Service {
             &mut row.min_timelapse_secs_on_cancel,
             defaults::MIN_TIMELAPSE_SECS_ON_CANCEL,
         );
-        Ok(printer::Entity::insert(row)
+        let created = printer::Entity::insert(row)
             .exec_with_returning(self.db())
-            .await?)
+            .await?;
+        self.publish(&created, EventKind::Created);
+        Ok(created)
     }
 
     /// Writes only the given fields, in one statement, so concurrent updates
@@ -197,7 +200,8 @@ impl Service {
     ) -> Result<printer::Model, AppError> {
         let watching_changed = patch.watching_enabled.is_some();
         let row = patch.validate()?;
-        if row.is_changed() {
+        let row_changed = row.is_changed();
+        if row_changed {
             let res = printer::Entity::update_many()
                 .set(row)
                 .filter(printer::Column::Id.eq(id))
@@ -210,6 +214,9 @@ impl Service {
             }
         }
         let updated = self.existing_printer(viewer, id).await?;
+        if row_changed {
+            self.publish(&updated, EventKind::Updated);
+        }
         if watching_changed {
             self.tell_should_watch(viewer, &updated).await?;
         }
@@ -229,6 +236,12 @@ impl Service {
         if res.rows_affected == 0 {
             return Err(AppError::NotFound);
         }
+        self.events.publish(Event {
+            printer_id: id,
+            user_id: viewer.id(),
+            kind: EventKind::Deleted,
+        });
+        self.commands.disconnect(id).await;
         Ok(())
     }
 
@@ -252,8 +265,16 @@ impl Service {
                 Expr::value(None::<chrono::DateTime<chrono::Utc>>),
             )
         };
-        q.exec(self.db()).await?;
-        self.existing_printer(viewer, id).await
+        let res = q.exec(self.db()).await?;
+        let printer = self.existing_printer(viewer, id).await?;
+        if res.rows_affected > 0 {
+            self.publish(&printer, EventKind::Updated);
+            if archived {
+                // An archived printer's token no longer connects.
+                self.commands.disconnect(id).await;
+            }
+        }
+        Ok(printer)
     }
 
     /// Runs an action on the printer's current print. With no current print
@@ -310,6 +331,7 @@ impl Service {
                 true
             }
         };
+        self.publish(&printer, EventKind::Action);
         Ok(ActionOutcome { succeeded, printer })
     }
 

@@ -134,6 +134,16 @@ pub fn visible_status(p: &printer::Model, now: DateTime<Utc>) -> Option<&Value> 
     ((now - at).num_seconds() <= STATUS_TTL_SECS && !status.is_null()).then_some(status)
 }
 
+/// A snapshot older than this is not shown.
+pub const PIC_TTL_SECS: i64 = 30 * 60;
+
+/// When the snapshot clients see was taken; none when there is none or it
+/// is older than 30 minutes.
+pub fn visible_pic_at(p: &printer::Model, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    p.pic_at
+        .filter(|at| (now - *at).num_seconds() <= PIC_TTL_SECS)
+}
+
 /// Whether a status says the printer is actively printing (paused is not).
 pub fn is_printing(status: Option<&Value>) -> bool {
     status
@@ -274,6 +284,7 @@ mod tests {
             agent_settings: None,
             current_print_id: None,
             normalized_p: 0.0,
+            pic_at: None,
         }
     }
 

@@ -24,6 +24,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
     Config {
         bind: "127.0.0.1:0".into(),
+        public_url: String::new(),
         database: DatabaseConfig { url, pool_size: 5 },
         jwt: JwtConfig {
             secret: Some(SECRET.into()),

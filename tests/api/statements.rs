@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_graphql::Request;
 use chrono::Utc;
 use entity::{print, printer};
+use printgate::agent::urls::UrlSigner;
 use printgate::auth::{Claims, Identity};
 use printgate::config::DatabaseConfig;
+use printgate::events::LocalBus;
 use printgate::gateway::Gateway;
 use printgate::service::{NoAgents, Service};
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
@@ -30,7 +32,11 @@ async fn statements_for(n: usize) -> usize {
     db.set_metric_callback(move |_| {
         seen.fetch_add(1, Ordering::SeqCst);
     });
-    let service = Service::new(db.clone(), Arc::new(NoAgents));
+    let service = Service::new(
+        db.clone(),
+        Arc::new(NoAgents),
+        Arc::new(LocalBus::default()),
+    );
     let viewer = service.viewer("alice", None).await.unwrap();
     for i in 0..n {
         let p = service
@@ -57,7 +63,7 @@ async fn statements_for(n: usize) -> usize {
         p.current_print_id = Set(Some(pr.id));
         p.update(&db).await.unwrap();
     }
-    let gateway = Gateway::new(service);
+    let gateway = Gateway::new(service, Arc::new(UrlSigner::new(b"k".to_vec(), "")));
     let identity = Identity::Verified(Claims {
         sub: "alice".into(),
         email: None,

@@ -1,0 +1,174 @@
+//! The agent websocket `/ws/dev/`: handshake authentication, one connection
+//! per printer, `remote_status`, frames in, commands out.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use entity::printer;
+use futures_util::{SinkExt, StreamExt};
+
+use super::frames::{self, Frame};
+use super::hub::{Outbound, remote_status};
+use crate::app::AppState;
+use crate::auth::bearer_token;
+use crate::rest::detail;
+
+/// Close code for an agent that floods.
+const CLOSE_POLICY: u16 = 1008;
+/// Sustained frames per second an agent may send, and the burst above it.
+const RATE_PER_SEC: f64 = 20.0;
+const BURST: f64 = 200.0;
+
+/// Authenticates the handshake (`authorization: bearer <auth_token>`, any
+/// case) and upgrades; an unknown, archived or deleted printer's token gets
+/// 401 before any upgrade.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    let found = match token {
+        Some(t) => state.gateway.service().agent_printer(t).await,
+        None => Ok(None),
+    };
+    match found {
+        Ok(Some(p)) => ws
+            .max_message_size(frames::MAX_FRAME_BYTES * 4)
+            .on_upgrade(move |socket| session(state, p, socket))
+            .into_response(),
+        Ok(None) => detail(StatusCode::UNAUTHORIZED, "Invalid or inactive token."),
+        Err(e) => {
+            e.log();
+            detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error.")
+        }
+    }
+}
+
+/// A token bucket: frames beyond the sustained rate and burst are a flood.
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new() -> Self {
+        Self {
+            tokens: BURST,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * RATE_PER_SEC;
+        self.tokens = (self.tokens + refill).min(BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+async fn session(state: AppState, printer: printer::Model, socket: WebSocket) {
+    let service = state.gateway.service().clone();
+    let hub = state.agents.clone();
+    let printer_id = printer.id;
+    let (conn_id, mut outbound) = hub.register(printer_id);
+    let (mut sink, mut stream) = socket.split();
+    let watch = service.should_watch(&printer).await.unwrap_or(false);
+    if sink
+        .send(Message::Text(remote_status(watch).into()))
+        .await
+        .is_err()
+    {
+        hub.unregister(printer_id, conn_id);
+        return;
+    }
+    service.agent_connected(&printer);
+    tracing::info!(printer_id, "agent connected");
+    let mut bucket = Bucket::new();
+    loop {
+        tokio::select! {
+            out = outbound.recv() => match out {
+                Some(Outbound::Text(frame, done)) => {
+                    if sink.send(Message::Text(frame.into())).await.is_err() {
+                        break;
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                }
+                Some(Outbound::Close(code, reason)) => {
+                    let frame = CloseFrame { code, reason: reason.into() };
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        sink.send(Message::Close(Some(frame))),
+                    )
+                    .await;
+                    break;
+                }
+                None => break,
+            },
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    if !bucket.take() {
+                        tracing::warn!(printer_id, "agent floods; closing");
+                        let frame = CloseFrame { code: CLOSE_POLICY, reason: "too many frames".into() };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        break;
+                    }
+                    handle_text(&state, printer_id, text.as_str()).await;
+                }
+                // Binary frames only carry tunnel replies.
+                Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+            },
+        }
+    }
+    if hub.unregister(printer_id, conn_id) {
+        if let Err(e) = service.agent_disconnected(printer_id).await {
+            e.log();
+        }
+        tracing::info!(printer_id, "agent disconnected");
+    }
+}
+
+async fn handle_text(state: &AppState, printer_id: i32, text: &str) {
+    let service = state.gateway.service();
+    let frame = match frames::parse(text) {
+        Ok(f) => f,
+        Err(why) => {
+            tracing::warn!(printer_id, why = %why, "dropped an agent frame");
+            return;
+        }
+    };
+    let result = match frame {
+        Frame::Passthru => {
+            tracing::debug!(printer_id, "passthru reply");
+            Ok(())
+        }
+        Frame::Tunnel => Ok(()),
+        Frame::Prediction(p) => service.agent_prediction(printer_id, p).await,
+        Frame::Status(report) => match service.agent_report(printer_id, report).await {
+            Ok(Some(watch)) => {
+                state.agents.send(printer_id, remote_status(watch));
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = result {
+        e.log();
+    }
+}

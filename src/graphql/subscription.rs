@@ -1,0 +1,104 @@
+//! The subscription root: live printers.
+//!
+//! Each event from the service's bus that concerns the viewer's printer(s)
+//! is answered with the printer as it is now, read fresh. A subscriber that
+//! falls more than the bus's capacity behind does not slow anyone down: the
+//! events it missed are dropped, and it is sent the current state of every
+//! printer it watches instead (coalescing), so it ends up correct.
+
+use std::collections::VecDeque;
+
+use async_graphql::{Context, ID, Result, Subscription};
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::context::request;
+use super::query::row_id;
+use super::types::Printer;
+use crate::error::AppError;
+use crate::events::Event;
+use crate::service::{Service, Viewer};
+
+#[derive(Default)]
+pub struct Subscription;
+
+struct Watch {
+    rx: tokio::sync::broadcast::Receiver<Event>,
+    service: Service,
+    viewer: Viewer,
+    only: Option<i32>,
+    pending: VecDeque<Printer>,
+}
+
+impl Watch {
+    fn concerns(&self, e: &Event) -> bool {
+        e.user_id == self.viewer.id() && self.only.is_none_or(|id| id == e.printer_id)
+    }
+
+    /// The next printer to send, waiting for events as needed.
+    async fn next(&mut self) -> Option<Printer> {
+        loop {
+            if let Some(p) = self.pending.pop_front() {
+                return Some(p);
+            }
+            match self.rx.recv().await {
+                Ok(e) if self.concerns(&e) => {
+                    match self.service.printer(&self.viewer, e.printer_id).await {
+                        Ok(Some(p)) => return Some(Printer(p)),
+                        Ok(None) => {}
+                        Err(e) => e.log(),
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "slow subscriber; sending current state instead");
+                    match self.service.printers(&self.viewer, true).await {
+                        Ok(ps) => self.pending.extend(
+                            ps.into_iter()
+                                .filter(|p| self.only.is_none_or(|id| id == p.id))
+                                .map(Printer),
+                        ),
+                        Err(e) => e.log(),
+                    }
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+#[Subscription]
+impl Subscription {
+    /// A printer each time what it shows changes: one printer, or every one
+    /// of the viewer's printers when `id` is omitted.
+    async fn printer_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+    ) -> Result<impl Stream<Item = Printer> + use<>> {
+        let rc = request(ctx)?;
+        let viewer = rc.viewer().await?.clone();
+        let service = rc.service().clone();
+        let only = match id {
+            None => None,
+            Some(id) => {
+                let n = row_id(&id).ok_or(AppError::NotFound)?;
+                service
+                    .printer(&viewer, n)
+                    .await?
+                    .ok_or(AppError::NotFound)?;
+                Some(n)
+            }
+        };
+        let watch = Watch {
+            rx: service.events().subscribe(),
+            service,
+            viewer,
+            only,
+            pending: VecDeque::new(),
+        };
+        Ok(futures_util::stream::unfold(watch, |mut w| async move {
+            w.next().await.map(|p| (p, w))
+        }))
+    }
+}

@@ -1,0 +1,77 @@
+//! GraphQL subscriptions over websockets at `/graphql/ws`, speaking both
+//! `graphql-transport-ws` and the legacy `graphql-ws`. The token comes from
+//! the `connection_init` payload (`{"Authorization": "Bearer ..."}`) or the
+//! upgrade request's header.
+
+use async_graphql::Data;
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::context::{RequestContext, request_data};
+use crate::app::AppState;
+use crate::auth::Identity;
+
+/// The `Authorization` value in a `connection_init` payload, at the top
+/// level or under `headers`, in any case.
+fn payload_authorization(payload: &Value) -> Option<String> {
+    let find = |v: &Value| {
+        v.as_object()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .and_then(|(_, v)| v.as_str().map(str::to_owned))
+    };
+    find(payload).or_else(|| payload.get("headers").and_then(find))
+}
+
+/// Upgrades to a GraphQL websocket.
+pub async fn subscribe(
+    State(state): State<AppState>,
+    protocol: GraphQLProtocol,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let from_header = state.identify(&headers);
+    let schema = state.gateway.schema().clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let identity = match payload_authorization(&payload) {
+                        Some(v) => state.keys.identify(Some(&v)),
+                        None => from_header,
+                    };
+                    if let Identity::Rejected(why) = &identity {
+                        return Err(async_graphql::Error::new(why.clone()));
+                    }
+                    let ctx = RequestContext::new(identity, state.gateway.service().clone());
+                    let mut data = Data::default();
+                    request_data(&ctx, &mut data);
+                    Ok(data)
+                })
+                .serve()
+        })
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_token_is_found_where_clients_put_it() {
+        for payload in [
+            json!({"Authorization": "Bearer a"}),
+            json!({"authorization": "Bearer a"}),
+            json!({"headers": {"Authorization": "Bearer a"}}),
+        ] {
+            assert_eq!(payload_authorization(&payload).as_deref(), Some("Bearer a"));
+        }
+        assert_eq!(payload_authorization(&json!({})), None);
+    }
+}

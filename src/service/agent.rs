@@ -1,0 +1,390 @@
+//! What printer agents change: status, settings, the print lifecycle,
+//! failure scores, snapshots, G-code files and printer events. The agent
+//! edge (websocket and HTTP) parses frames; the rules are here.
+
+use chrono::{DateTime, Utc};
+use entity::{g_code_file, print, printer, printer_event, snapshot};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
+};
+use serde_json::Value;
+
+use super::{Service, now, rules};
+use crate::error::AppError;
+use crate::events::EventKind;
+
+/// Two print timestamps this close, with the same file, are the same print
+/// (agents re-derive the start time after a reconnect).
+const SAME_PRINT_WINDOW_SECS: i64 = 20;
+
+/// One status message from an agent, already checked for types.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatusReport {
+    /// Replaces the stored agent settings when present.
+    pub settings: Option<Value>,
+    /// The status object; `None` means the key was absent (the agent lost
+    /// its printer), which clears the stored status.
+    pub status: Option<Value>,
+    /// `None` for absent, null or 0 (no information); -1 for idle.
+    pub current_print_ts: Option<i64>,
+    pub event_type: Option<String>,
+    /// `event.data.name`, the printed file's name, when the event says it.
+    pub event_file: Option<String>,
+}
+
+/// A G-code file as the agent describes it.
+#[derive(Debug, Clone, Default)]
+pub struct GCodeFile {
+    pub filename: String,
+    pub safe_filename: String,
+    pub num_bytes: Option<i64>,
+    pub agent_signature: String,
+    pub url: Option<String>,
+}
+
+/// A printer event reported over HTTP.
+#[derive(Debug, Clone, Default)]
+pub struct PrinterEvent {
+    pub event_type: String,
+    pub event_class: Option<String>,
+    pub event_title: Option<String>,
+    pub event_text: Option<String>,
+    pub info_url: Option<String>,
+}
+
+impl Service {
+    /// The printer an agent token belongs to: never a deleted or archived one.
+    pub async fn agent_printer(&self, token: &str) -> Result<Option<printer::Model>, AppError> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        Ok(printer::Entity::find()
+            .filter(printer::Column::AuthToken.eq(token))
+            .filter(printer::Column::DeletedAt.is_null())
+            .filter(printer::Column::ArchivedAt.is_null())
+            .one(self.db())
+            .await?)
+    }
+
+    async fn agent_owned(&self, printer_id: i32) -> Result<printer::Model, AppError> {
+        printer::Entity::find_by_id(printer_id)
+            .filter(printer::Column::DeletedAt.is_null())
+            .one(self.db())
+            .await?
+            .ok_or(AppError::NotFound)
+    }
+
+    async fn current_print(&self, p: &printer::Model) -> Result<Option<print::Model>, AppError> {
+        match p.current_print_id {
+            Some(id) => Ok(print::Entity::find_by_id(id).one(self.db()).await?),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the printer's agent should watch for failures now.
+    pub async fn should_watch(&self, p: &printer::Model) -> Result<bool, AppError> {
+        let owner = entity::user::Entity::find_by_id(p.user_id)
+            .one(self.db())
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let current = self.current_print(p).await?;
+        Ok(rules::should_watch(p, &owner, current.as_ref()))
+    }
+
+    /// An agent connected: announce it (its status arrives with its frames).
+    pub fn agent_connected(&self, p: &printer::Model) {
+        self.publish(p, EventKind::Connection);
+    }
+
+    /// The agent's connection closed: its printer shows offline.
+    pub async fn agent_disconnected(&self, printer_id: i32) -> Result<(), AppError> {
+        let p = self.agent_owned(printer_id).await?;
+        printer::Entity::update_many()
+            .col_expr(printer::Column::Status, Expr::value(None::<Value>))
+            .col_expr(
+                printer::Column::StatusAt,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .filter(printer::Column::Id.eq(printer_id))
+            .exec(self.db())
+            .await?;
+        self.publish(&p, EventKind::Connection);
+        Ok(())
+    }
+
+    /// Applies a status message: settings, then status (late ones never
+    /// win), then the print lifecycle, then the event. Returns the new
+    /// `should_watch` when it changed, for the agent to hear.
+    pub async fn agent_report(
+        &self,
+        printer_id: i32,
+        report: StatusReport,
+    ) -> Result<Option<bool>, AppError> {
+        let p = self.agent_owned(printer_id).await?;
+        let watch_before = self.should_watch(&p).await?;
+        let mut row = p.clone().into_active_model();
+        if let Some(settings) = &report.settings {
+            let agent = settings.get("agent");
+            let text = |k: &str| {
+                agent
+                    .and_then(|a| a.get(k))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            row.agent_settings = Set(Some(settings.clone()));
+            row.agent_name = Set(text("name").or(p.agent_name.clone()));
+            row.agent_version = Set(text("version").or(p.agent_version.clone()));
+        }
+        match &report.status {
+            Some(status) => {
+                let ts = status.get("_ts").and_then(Value::as_f64);
+                let late = matches!((ts, p.status_ts), (Some(new), Some(old)) if new < old);
+                if !late {
+                    row.status = Set(Some(status.clone()));
+                    row.status_ts = Set(ts.or(p.status_ts));
+                    row.status_at = Set(Some(now()));
+                }
+            }
+            None => {
+                row.status = Set(None);
+                row.status_at = Set(None);
+            }
+        }
+        let current = self.current_print(&p).await?;
+        let filename = report.event_file.clone().or_else(|| {
+            report
+                .status
+                .as_ref()
+                .and_then(|s| s.pointer("/job/file/name"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        let mut print_changed = false;
+        let mut current_id = current.as_ref().map(|c| c.id);
+        match (report.current_print_ts, &current) {
+            (None, _) => {}
+            (Some(-1), Some(c)) => {
+                self.end_print(c).await?;
+                current_id = None;
+                print_changed = true;
+            }
+            (Some(-1), None) => {}
+            (Some(ts), None) => {
+                if let Some(name) = &filename {
+                    current_id = Some(self.start_print(p.id, ts, name).await?);
+                    print_changed = true;
+                }
+            }
+            (Some(ts), Some(c)) if ts == c.ext_id => {}
+            (Some(ts), Some(c)) => {
+                let same_file = filename.as_deref().is_none_or(|f| f == c.filename);
+                if (ts - c.ext_id).abs() <= SAME_PRINT_WINDOW_SECS && same_file {
+                    print::Entity::update_many()
+                        .col_expr(print::Column::ExtId, Expr::value(ts))
+                        .filter(print::Column::Id.eq(c.id))
+                        .exec(self.db())
+                        .await?;
+                } else {
+                    self.end_print(c).await?;
+                    current_id = None;
+                    if let Some(name) = filename.as_deref().or(Some(c.filename.as_str())) {
+                        current_id = Some(self.start_print(p.id, ts, name).await?);
+                    }
+                    print_changed = true;
+                }
+            }
+        }
+        if let (Some(event), Some(id)) = (report.event_type.as_deref(), current_id) {
+            match event {
+                "PrintCancelled" => {
+                    self.mark_cancelled(id).await?;
+                }
+                "PrintFailed" | "PrintDone" => {
+                    if event == "PrintFailed" {
+                        self.mark_cancelled(id).await?;
+                    }
+                    if let Some(c) = print::Entity::find_by_id(id).one(self.db()).await? {
+                        self.end_print(&c).await?;
+                    }
+                    current_id = None;
+                    print_changed = true;
+                }
+                _ => {}
+            }
+        }
+        if print_changed {
+            row.current_print_id = Set(current_id);
+            row.normalized_p = Set(0.0);
+        }
+        let updated = if row.is_changed() {
+            row.update(self.db()).await?
+        } else {
+            p
+        };
+        self.publish(
+            &updated,
+            if print_changed {
+                EventKind::Print
+            } else {
+                EventKind::AgentStatus
+            },
+        );
+        let watch_after = self.should_watch(&updated).await?;
+        Ok((watch_after != watch_before).then_some(watch_after))
+    }
+
+    /// Starts (or, for a known timestamp, resumes) a print; never duplicates.
+    async fn start_print(
+        &self,
+        printer_id: i32,
+        ext_id: i64,
+        filename: &str,
+    ) -> Result<i32, AppError> {
+        let row = print::ActiveModel {
+            printer_id: Set(printer_id),
+            ext_id: Set(ext_id),
+            filename: Set(filename.to_owned()),
+            started_at: Set(now()),
+            ..Default::default()
+        };
+        print::Entity::insert(row)
+            .on_conflict_do_nothing_on([print::Column::PrinterId, print::Column::ExtId])
+            .exec(self.db())
+            .await?;
+        print::Entity::find()
+            .filter(print::Column::PrinterId.eq(printer_id))
+            .filter(print::Column::ExtId.eq(ext_id))
+            .one(self.db())
+            .await?
+            .map(|p| p.id)
+            .ok_or_else(|| AppError::internal("print vanished after insert"))
+    }
+
+    /// Ends a print: finished unless it was cancelled.
+    async fn end_print(&self, c: &print::Model) -> Result<(), AppError> {
+        if c.cancelled_at.is_none() && c.finished_at.is_none() {
+            print::Entity::update_many()
+                .col_expr(print::Column::FinishedAt, Expr::value(now()))
+                .filter(print::Column::Id.eq(c.id))
+                .exec(self.db())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn mark_cancelled(&self, print_id: i32) -> Result<(), AppError> {
+        print::Entity::update_many()
+            .col_expr(print::Column::CancelledAt, Expr::value(now()))
+            .filter(print::Column::Id.eq(print_id))
+            .filter(print::Column::CancelledAt.is_null())
+            .exec(self.db())
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a failure score (clamped to 0..1).
+    pub async fn agent_prediction(
+        &self,
+        printer_id: i32,
+        normalized_p: f64,
+    ) -> Result<(), AppError> {
+        let p = self.agent_owned(printer_id).await?;
+        let value = if normalized_p.is_finite() {
+            normalized_p.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        printer::Entity::update_many()
+            .col_expr(printer::Column::NormalizedP, Expr::value(value))
+            .filter(printer::Column::Id.eq(printer_id))
+            .exec(self.db())
+            .await?;
+        self.publish(&p, EventKind::AgentStatus);
+        Ok(())
+    }
+
+    /// Keeps the latest snapshot of a printer.
+    pub async fn store_snapshot(
+        &self,
+        printer_id: i32,
+        content_type: &str,
+        data: Vec<u8>,
+    ) -> Result<(), AppError> {
+        let p = self.agent_owned(printer_id).await?;
+        let taken_at = now();
+        let row = snapshot::ActiveModel {
+            printer_id: Set(printer_id),
+            content_type: Set(content_type.to_owned()),
+            data: Set(data),
+            taken_at: Set(taken_at),
+        };
+        snapshot::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(snapshot::Column::PrinterId)
+                    .update_columns([
+                        snapshot::Column::ContentType,
+                        snapshot::Column::Data,
+                        snapshot::Column::TakenAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec(self.db())
+            .await?;
+        printer::Entity::update_many()
+            .col_expr(printer::Column::PicAt, Expr::value(taken_at))
+            .filter(printer::Column::Id.eq(printer_id))
+            .exec(self.db())
+            .await?;
+        self.publish(&p, EventKind::AgentStatus);
+        Ok(())
+    }
+
+    /// A printer's latest snapshot; the caller has checked the URL signature.
+    pub async fn snapshot(&self, printer_id: i32) -> Result<Option<snapshot::Model>, AppError> {
+        Ok(snapshot::Entity::find_by_id(printer_id)
+            .one(self.db())
+            .await?)
+    }
+
+    /// A stable id for a G-code file: the same file reported again gets the
+    /// same id.
+    pub async fn g_code_file(&self, printer_id: i32, f: GCodeFile) -> Result<i32, AppError> {
+        let existing = g_code_file::Entity::find()
+            .filter(g_code_file::Column::PrinterId.eq(printer_id))
+            .filter(g_code_file::Column::SafeFilename.eq(f.safe_filename.as_str()))
+            .filter(g_code_file::Column::AgentSignature.eq(f.agent_signature.as_str()))
+            .one(self.db())
+            .await?;
+        if let Some(e) = existing {
+            return Ok(e.id);
+        }
+        let row = g_code_file::ActiveModel {
+            printer_id: Set(printer_id),
+            filename: Set(f.filename),
+            safe_filename: Set(f.safe_filename),
+            num_bytes: Set(f.num_bytes),
+            agent_signature: Set(f.agent_signature),
+            url: Set(f.url),
+            created_at: Set(now()),
+            ..Default::default()
+        };
+        Ok(row.insert(self.db()).await?.id)
+    }
+
+    /// Keeps a printer event reported over HTTP.
+    pub async fn printer_event(&self, printer_id: i32, e: PrinterEvent) -> Result<(), AppError> {
+        let row = printer_event::ActiveModel {
+            printer_id: Set(printer_id),
+            event_type: Set(e.event_type),
+            event_class: Set(e.event_class),
+            event_title: Set(e.event_title),
+            event_text: Set(e.event_text),
+            info_url: Set(e.info_url),
+            created_at: Set(now()),
+            ..Default::default()
+        };
+        row.insert(self.db()).await?;
+        Ok(())
+    }
+}
