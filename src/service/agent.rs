@@ -122,7 +122,12 @@ impl Service {
         report: StatusReport,
     ) -> Result<Option<bool>, AppError> {
         let p = self.agent_owned(printer_id).await?;
-        let watch_before = self.should_watch(&p).await?;
+        let owner = entity::user::Entity::find_by_id(p.user_id)
+            .one(self.db())
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let current = self.current_print(&p).await?;
+        let watch_before = rules::should_watch(&p, &owner, current.as_ref());
         let mut row = p.clone().into_active_model();
         if let Some(settings) = &report.settings {
             let agent = settings.get("agent");
@@ -151,7 +156,6 @@ impl Service {
                 row.status_at = Set(None);
             }
         }
-        let current = self.current_print(&p).await?;
         let filename = report.event_file.clone().or_else(|| {
             report
                 .status
@@ -230,7 +234,12 @@ impl Service {
                 EventKind::AgentStatus
             },
         );
-        let watch_after = self.should_watch(&updated).await?;
+        let now_current = if print_changed {
+            self.current_print(&updated).await?
+        } else {
+            current
+        };
+        let watch_after = rules::should_watch(&updated, &owner, now_current.as_ref());
         Ok((watch_after != watch_before).then_some(watch_after))
     }
 
