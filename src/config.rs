@@ -33,6 +33,8 @@ pub enum Command {
     Schema,
     /// Print a signed JWT for a user, for scripts and trying the API.
     Token(TokenArgs),
+    /// Run simulated printer agents against a printgate.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 /// Arguments of `printgate token`.

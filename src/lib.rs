@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod graphql;
 pub mod rest;
 pub mod service;
+pub mod simulate;
 pub mod telemetry;
 
 pub use app::{AppState, Application};
