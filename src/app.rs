@@ -15,11 +15,12 @@ use tokio::net::TcpListener;
 use crate::agent::hub::AgentHub;
 use crate::agent::urls::UrlSigner;
 use crate::auth::{Identity, JwtKeys};
+use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::events::LocalBus;
+use crate::events::{EventBus, LocalBus};
 use crate::gateway::Gateway;
 use crate::rest::RestApi;
-use crate::service::Service;
+use crate::service::{CommandDelivery, Service};
 use crate::{agent, database, graphql};
 
 /// Largest request body accepted on any route.
@@ -37,6 +38,8 @@ pub struct AppState {
     /// This instance's live agent connections.
     pub agents: Arc<AgentHub>,
     pub urls: Arc<UrlSigner>,
+    /// The link to other instances (PostgreSQL only).
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl AppState {
@@ -60,6 +63,7 @@ pub fn router(state: AppState) -> Router {
             get(graphql::http::get).post(graphql::http::post),
         )
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -68,6 +72,23 @@ pub fn router(state: AppState) -> Router {
 /// Liveness: the process answers.
 async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
+}
+
+/// Readiness: the database answers (503 while it does not; no restart is
+/// needed when it comes back, the pool reconnects).
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    let ping = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.gateway.service().db().ping(),
+    )
+    .await;
+    match ping {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "detail": "The database does not answer."})),
+        ),
+    }
 }
 
 async fn not_found() -> impl IntoResponse {
@@ -89,7 +110,16 @@ impl Application {
         let db = database::connect(&config.database).await?;
         database::migrate(&db).await?;
         let agents = Arc::new(AgentHub::default());
-        let service = Service::new(db, agents.clone(), Arc::new(LocalBus::default()));
+        // On PostgreSQL, instances share events, commands and agent presence
+        // over LISTEN/NOTIFY; on SQLite there is only ever one instance.
+        let (cluster, commands, events): (_, Arc<dyn CommandDelivery>, Arc<dyn EventBus>) =
+            if config.database.is_postgres() {
+                let c = Cluster::start(&db, agents.clone()).await?;
+                (Some(c.clone()), c.clone(), c)
+            } else {
+                (None, agents.clone(), Arc::new(LocalBus::default()))
+            };
+        let service = Service::new(db, commands, events);
         let urls = Arc::new(UrlSigner::new(keys.url_key().to_vec(), &config.public_url));
         let gateway = Gateway::new(service, urls.clone());
         let rest = Arc::new(RestApi::new(gateway.schema()).await?);
@@ -99,6 +129,7 @@ impl Application {
             rest,
             agents,
             urls,
+            cluster,
         };
         let listener = TcpListener::bind(&config.bind).await?;
         Ok(Self {

@@ -84,6 +84,12 @@ pub struct Settings {
         global = true
     )]
     pub db_pool_size: u32,
+    /// Seconds to wait for a database connection.
+    #[arg(long, env = "PRINTGATE_DB_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration, global = true)]
+    pub db_connect_timeout: Duration,
+    /// Longest a single SQL statement may run (PostgreSQL).
+    #[arg(long, env = "PRINTGATE_DB_STATEMENT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub db_statement_timeout: Duration,
     /// HS256 secret for bearer tokens. Unset in development: a generated
     /// secret is kept in a file beside the SQLite database.
     #[arg(
@@ -142,6 +148,24 @@ pub struct Config {
 pub struct DatabaseConfig {
     pub url: String,
     pub pool_size: u32,
+    pub connect_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+impl DatabaseConfig {
+    /// A config with the default timeouts.
+    pub fn new(url: impl Into<String>, pool_size: u32) -> Self {
+        Self {
+            url: url.into(),
+            pool_size,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres:") || self.url.starts_with("postgresql:")
+    }
 }
 
 /// How bearer tokens are verified.
@@ -165,6 +189,8 @@ impl Settings {
             database: DatabaseConfig {
                 url: self.database_url.clone(),
                 pool_size: self.db_pool_size.max(1),
+                connect_timeout: self.db_connect_timeout,
+                statement_timeout: self.db_statement_timeout,
             },
             jwt: JwtConfig {
                 secret: self.jwt_secret.clone().filter(|s| !s.is_empty()),

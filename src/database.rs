@@ -17,9 +17,13 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
     let mut opts = ConnectOptions::new(url);
     opts.max_connections(config.pool_size)
         .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(config.connect_timeout)
+        .acquire_timeout(config.connect_timeout.max(Duration::from_secs(1)) * 2)
         .sqlx_logging(false);
+    if config.is_postgres() {
+        let ms = config.statement_timeout.as_millis().to_string();
+        opts.map_sqlx_postgres_opts(move |o| o.options([("statement_timeout", ms.as_str())]));
+    }
     if config.url.starts_with("sqlite:") {
         // An idle timeout or lifetime would let an in-memory database vanish
         // with its last connection.

@@ -81,6 +81,28 @@ impl AgentHub {
             .unwrap_or(false)
     }
 
+    /// Whether an agent for `printer_id` is connected here.
+    pub fn holds(&self, printer_id: i32) -> bool {
+        self.conns
+            .lock()
+            .map(|m| m.contains_key(&printer_id))
+            .unwrap_or(false)
+    }
+
+    /// Closes (and forgets) the printer's connection here, if any. Forgetting
+    /// first means the closing session will not mark the printer offline.
+    pub fn close(&self, printer_id: i32, code: u16, reason: &'static str) {
+        let conn = self
+            .conns
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&printer_id));
+        if let Some(c) = conn {
+            tracing::info!(printer_id, code, "closing agent connection");
+            let _ = c.tx.try_send(Outbound::Close(code, reason));
+        }
+    }
+
     /// How many agents are connected here.
     pub fn len(&self) -> usize {
         self.conns.lock().map(|m| m.len()).unwrap_or(0)

@@ -94,6 +94,9 @@ async fn session(state: AppState, printer: printer::Model, socket: WebSocket) {
         hub.unregister(printer_id, conn_id);
         return;
     }
+    if let Some(cluster) = &state.cluster {
+        cluster.agent_connected(printer_id);
+    }
     service.agent_connected(&printer);
     tracing::info!(printer_id, "agent connected");
     let mut bucket = Bucket::new();

@@ -17,15 +17,92 @@ pub struct TestApp {
     pub keys: JwtKeys,
     pub db: DatabaseConnection,
     _dir: tempfile::TempDir,
+    _pg: Option<FreshPostgres>,
 }
 
-/// The config of a fresh app on port 0 with its own SQLite file.
-pub fn test_config(dir: &std::path::Path) -> Config {
-    let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
+/// The environment variable naming a PostgreSQL server for the tests.
+pub const PG_ENV: &str = "PRINTGATE_TEST_DATABASE_URL";
+
+/// A database created for one test on the PostgreSQL server named by
+/// `PRINTGATE_TEST_DATABASE_URL`, dropped when the test ends.
+pub struct FreshPostgres {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl FreshPostgres {
+    pub async fn create(admin_url: &str) -> Self {
+        use sea_orm::ConnectionTrait;
+        let name = format!("printgate_t_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(admin_url)
+            .await
+            .expect("admin connection");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let _ = admin.close().await;
+        let (base, query) = match admin_url.split_once('?') {
+            Some((b, q)) => (b, format!("?{q}")),
+            None => (admin_url, String::new()),
+        };
+        let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+        Self {
+            url: format!("{base}/{name}{query}"),
+            admin_url: admin_url.to_owned(),
+            name,
+        }
+    }
+}
+
+impl Drop for FreshPostgres {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside any runtime: use a small one on its own thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    use sea_orm::ConnectionTrait;
+                    if let Ok(admin) = sea_orm::Database::connect(admin_url.as_str()).await {
+                        let _ = admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .await;
+                        let _ = admin.close().await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// A fresh database for one test: PostgreSQL when `PRINTGATE_TEST_DATABASE_URL`
+/// is set, else a SQLite file in `dir`.
+pub async fn fresh_database(dir: &std::path::Path) -> (String, Option<FreshPostgres>) {
+    match std::env::var(PG_ENV).ok().filter(|u| !u.is_empty()) {
+        Some(admin) => {
+            let pg = FreshPostgres::create(&admin).await;
+            (pg.url.clone(), Some(pg))
+        }
+        None => (
+            format!("sqlite://{}?mode=rwc", dir.join("test.db").display()),
+            None,
+        ),
+    }
+}
+
+/// The config of a fresh app on port 0 using the database at `url`.
+pub fn test_config(dir: &std::path::Path, url: String) -> Config {
     Config {
         bind: "127.0.0.1:0".into(),
         public_url: String::new(),
-        database: DatabaseConfig { url, pool_size: 5 },
+        database: DatabaseConfig::new(url, 5),
         jwt: JwtConfig {
             secret: Some(SECRET.into()),
             public_key: None,
@@ -39,8 +116,18 @@ pub fn test_config(dir: &std::path::Path) -> Config {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_on(None).await
+    }
+
+    /// An app on an existing database (another instance of a cluster), or
+    /// on a fresh one.
+    pub async fn spawn_on(database_url: Option<String>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = Application::build(test_config(dir.path()))
+        let (db_url, pg) = match database_url {
+            Some(u) => (u, None),
+            None => fresh_database(dir.path()).await,
+        };
+        let app = Application::build(test_config(dir.path(), db_url))
             .await
             .expect("app builds");
         let url = format!("http://{}", app.local_addr().expect("bound"));
@@ -55,6 +142,7 @@ impl TestApp {
             keys: JwtKeys::from_secret(SECRET.as_bytes()),
             db,
             _dir: dir,
+            _pg: pg,
         }
     }
 

@@ -5,6 +5,7 @@
 
 mod agents;
 mod auth;
+mod cluster;
 mod helpers;
 mod isolation;
 mod printers;

@@ -23,8 +23,8 @@ const QUERY: &str = "{ printers { id name notWatchingReason status { raw } setti
 async fn statements_for(n: usize) -> usize {
     let dir = tempfile::tempdir().unwrap();
     let counter = Arc::new(AtomicUsize::new(0));
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
-    let mut db = printgate::database::connect(&DatabaseConfig { url, pool_size: 2 })
+    let (url, _pg) = crate::helpers::fresh_database(dir.path()).await;
+    let mut db = printgate::database::connect(&DatabaseConfig::new(url, 2))
         .await
         .unwrap();
     printgate::database::migrate(&db).await.unwrap();

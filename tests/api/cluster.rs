@@ -1,0 +1,379 @@
+//! Several instances on one PostgreSQL: commands, subscriptions and the
+//! one-connection rule work whichever instance each party lands on, and an
+//! instance's crash is survived. Needs `PRINTGATE_TEST_DATABASE_URL`.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::helpers::{FreshPostgres, PG_ENV, SECRET, TestApp};
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The PostgreSQL admin URL, or a notice (outside the captured output) that
+/// these tests were skipped and how to run them.
+fn postgres_or_skip(test: &str) -> Option<String> {
+    let url = std::env::var(PG_ENV).ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: needs PostgreSQL; set {PG_ENV}=postgres://postgres@127.0.0.1:5432/test to run it"
+        );
+    }
+    url
+}
+
+/// An instance in its own process, so that it can really crash.
+struct Process {
+    child: Child,
+    url: String,
+}
+
+impl Process {
+    // The child is killed and waited for in `Drop`, which clippy cannot see.
+    #[allow(clippy::zombie_processes)]
+    async fn start(database_url: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_printgate"))
+            .arg("serve")
+            .env("PRINTGATE_BIND", format!("127.0.0.1:{port}"))
+            .env("PRINTGATE_DATABASE_URL", database_url)
+            .env("PRINTGATE_JWT_SECRET", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if reqwest::get(format!("{url}/readyz"))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return Self { child, url };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("instance did not start");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn agent(base: &str, auth: &str) -> Ws {
+    let mut req = format!("{}/ws/dev/", base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("bearer {auth}").parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+async fn next_frame(ws: &mut Ws) -> Message {
+    tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("a frame within 10 s")
+        .expect("open")
+        .expect("frame")
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        if let Message::Text(t) = next_frame(ws).await {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+async fn gql(client: &reqwest::Client, base: &str, token: &str, q: &str, vars: Value) -> Value {
+    client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({"query": q, "variables": vars}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn status(ts: i64, completion: f64) -> Value {
+    json!({"current_print_ts": 1_700_000_000, "status": {"_ts": ts, "state": {"text": "Printing", "flags": {"printing": true}}, "progress": {"completion": completion}, "job": {"file": {"name": "a.gcode"}}}})
+}
+
+#[tokio::test]
+async fn two_instances_share_commands_subscriptions_presence_and_survive_a_crash() {
+    let Some(admin) =
+        postgres_or_skip("two_instances_share_commands_subscriptions_presence_and_survive_a_crash")
+    else {
+        return;
+    };
+    let pg = FreshPostgres::create(&admin).await;
+    // B runs in this process (so the test can read its database); A is a
+    // separate process that can be killed.
+    let b = TestApp::spawn_on(Some(pg.url.clone())).await;
+    let mut a = Process::start(&pg.url).await;
+    let token = b.token("alice");
+    let created = gql(
+        &b.client,
+        &a.url,
+        &token,
+        "mutation { createPrinter(input: {name: \"P\"}) { id authToken } }",
+        json!({}),
+    )
+    .await;
+    let id = created["data"]["createPrinter"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let auth = created["data"]["createPrinter"]["authToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A subscriber on B.
+    let mut req = format!("{}/graphql/ws", b.url.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut sub, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    send(
+        &mut sub,
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}),
+    )
+    .await;
+    assert_eq!(next_json(&mut sub).await["type"], "connection_ack");
+    send(&mut sub, json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { printerUpdated { id status { progress { completion } } } }"}})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The agent on A; its status reaches the subscriber on B.
+    let mut on_a = agent(&a.url, &auth).await;
+    next_json(&mut on_a).await;
+    send(&mut on_a, status(1_700_000_001, 42.0)).await;
+    let seen = loop {
+        let m = next_json(&mut sub).await;
+        if m["payload"]["data"]["printerUpdated"]["status"]["progress"]["completion"] == 42.0 {
+            break m;
+        }
+    };
+    assert_eq!(seen["payload"]["data"]["printerUpdated"]["id"], id.as_str());
+    // Wait for the print to be current, then pause through B.
+    for _ in 0..50 {
+        let p = gql(
+            &b.client,
+            &b.url,
+            &token,
+            "query($id: ID!) { printer(id: $id) { currentPrint { id } } }",
+            json!({"id": id}),
+        )
+        .await;
+        if !p["data"]["printer"]["currentPrint"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pause = gql(
+        &b.client,
+        &b.url,
+        &token,
+        "mutation($id: ID!) { pausePrint(id: $id) { succeeded } }",
+        json!({"id": id}),
+    );
+    let (resp, frame) = tokio::join!(pause, async {
+        loop {
+            let f = next_json(&mut on_a).await;
+            if f.get("commands").is_some() {
+                return f;
+            }
+        }
+    });
+    assert_eq!(resp["data"]["pausePrint"]["succeeded"], true, "{resp}");
+    assert_eq!(frame["commands"][0]["cmd"], "pause");
+
+    // A duplicate agent on B closes A's connection with 4321.
+    let mut on_b = agent(&b.url, &auth).await;
+    next_json(&mut on_b).await;
+    let code = loop {
+        match next_frame(&mut on_a).await {
+            Message::Close(Some(f)) => break u16::from(f.code),
+            _ => continue,
+        }
+    };
+    assert_eq!(code, 4321);
+    drop(on_b);
+
+    // A crashes with an agent on it: the agent reconnects to B and all works.
+    let mut on_a = agent(&a.url, &auth).await;
+    next_json(&mut on_a).await;
+    send(&mut on_a, status(1_700_000_010, 50.0)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.kill();
+    // Nobody told the database the agent left: the 120-second rule makes it
+    // offline. Age its last status past the limit instead of waiting.
+    {
+        use sea_orm::{ActiveModelTrait, Set};
+        let mut row: entity::printer::ActiveModel = b.stored_printer(&id).await.into();
+        row.status_at = Set(Some(chrono::Utc::now() - chrono::Duration::seconds(121)));
+        row.update(&b.db).await.unwrap();
+    }
+    let offline = gql(
+        &b.client,
+        &b.url,
+        &token,
+        "query($id: ID!) { printer(id: $id) { status { raw } } }",
+        json!({"id": id}),
+    )
+    .await;
+    assert_eq!(offline["data"]["printer"]["status"], Value::Null);
+    let mut again = agent(&b.url, &auth).await;
+    next_json(&mut again).await;
+    send(&mut again, status(1_700_000_020, 60.0)).await;
+    loop {
+        let m = next_json(&mut sub).await;
+        if m["payload"]["data"]["printerUpdated"]["status"]["progress"]["completion"] == 60.0 {
+            break;
+        }
+    }
+    let resume = gql(
+        &b.client,
+        &b.url,
+        &token,
+        "mutation($id: ID!) { resumePrint(id: $id) { succeeded } }",
+        json!({"id": id}),
+    );
+    let (resp, _) = tokio::join!(resume, async {
+        loop {
+            if next_json(&mut again).await.get("commands").is_some() {
+                return;
+            }
+        }
+    });
+    assert_eq!(resp["data"]["resumePrint"]["succeeded"], true);
+}
+
+/// A TCP proxy to PostgreSQL that the test can cut and restore.
+struct Proxy {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (generation, gen_rx) = tokio::sync::watch::channel(0u64);
+        let flag = up.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !flag.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let target = target.clone();
+                let mut cut = gen_rx.clone();
+                // Only cuts after this connection opened close it.
+                cut.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            up,
+            generation,
+        }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn readyz_fails_while_the_database_is_unreachable_and_recovers() {
+    let Some(admin) =
+        postgres_or_skip("readyz_fails_while_the_database_is_unreachable_and_recovers")
+    else {
+        return;
+    };
+    let pg = FreshPostgres::create(&admin).await;
+    let host_port = pg
+        .url
+        .split('@')
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("127.0.0.1:5432")
+        .to_owned();
+    let proxy = Proxy::start(host_port.clone()).await;
+    let via_proxy = pg
+        .url
+        .replace(&host_port, &format!("127.0.0.1:{}", proxy.port));
+    let app = TestApp::spawn_on(Some(via_proxy)).await;
+    let ready = || async {
+        app.client
+            .get(format!("{}/readyz", app.url))
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(ready().await.status(), 200);
+    proxy.cut();
+    let down = ready().await;
+    assert_eq!(down.status(), 503);
+    assert_eq!(down.json::<Value>().await.unwrap()["status"], "unavailable");
+    proxy.restore();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = ready().await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 200, "ready again without a restart");
+    let token = app.token("alice");
+    let body = app
+        .gql(Some(&token), "{ printers { id } }", json!({}))
+        .await;
+    assert_eq!(body["data"]["printers"], json!([]), "{body}");
+}
