@@ -10,7 +10,9 @@ mod commands;
 mod printers;
 pub mod rules;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use entity::user;
@@ -36,12 +38,22 @@ impl Viewer {
     }
 }
 
+/// How long a looked-up user is reused before it is read again. Users are
+/// only created (never changed by the API) so this only delays an operator's
+/// change of `dh_balance` by at most this long.
+const VIEWER_TTL: Duration = Duration::from_secs(5);
+/// Most users kept; past it the cache starts over.
+const VIEWER_CACHE_CAPACITY: usize = 10_000;
+
+type ViewerCache = Mutex<HashMap<(String, Option<String>), (Instant, Viewer)>>;
+
 /// The domain service: cheap to clone, shared by every edge.
 #[derive(Clone)]
 pub struct Service {
     db: DatabaseConnection,
     commands: Arc<dyn CommandDelivery>,
     events: Arc<dyn EventBus>,
+    viewers: Arc<ViewerCache>,
 }
 
 impl Service {
@@ -54,6 +66,7 @@ impl Service {
             db,
             commands,
             events,
+            viewers: Arc::default(),
         }
     }
 
@@ -79,6 +92,26 @@ impl Service {
     /// The user a token's `sub` names, created on first sight
     /// ("just-in-time provisioning"). A changed `email` claim is stored.
     pub async fn viewer(&self, sub: &str, email: Option<&str>) -> Result<Viewer, AppError> {
+        let key = (sub.to_owned(), email.map(str::to_owned));
+        let cached = self.viewers.lock().ok().and_then(|c| {
+            c.get(&key)
+                .filter(|(at, _)| at.elapsed() < VIEWER_TTL)
+                .map(|(_, v)| v.clone())
+        });
+        if let Some(v) = cached {
+            return Ok(v);
+        }
+        let viewer = self.load_viewer(sub, email).await?;
+        if let Ok(mut c) = self.viewers.lock() {
+            if c.len() >= VIEWER_CACHE_CAPACITY {
+                c.clear();
+            }
+            c.insert(key, (Instant::now(), viewer.clone()));
+        }
+        Ok(viewer)
+    }
+
+    async fn load_viewer(&self, sub: &str, email: Option<&str>) -> Result<Viewer, AppError> {
         let found = user::Entity::find()
             .filter(user::Column::Sub.eq(sub))
             .one(&self.db)

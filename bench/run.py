@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""printgate benchmarks: one command reruns them all and writes
+docs/benchmarks.md and bench/results.json.
+
+    python3 bench/run.py [--quick]
+
+It builds release binaries, starts printgate on a fresh SQLite database,
+seeds a realistic dataset (a user with 3 printers, one printing with a live
+simulated agent, and a user with 50), checks every response body before
+timing it, drives load from a second process over loopback with wrk, and
+runs the same requests against the floor (a minimal axum server answering
+the pre-rendered bytes of the same responses). Then: agent status ingest
+with 1,000 simulated agents, memory with 10,000 printers and 1,000 agents,
+and N instances on one PostgreSQL (when one answers on 127.0.0.1:5432).
+"""
+import json, os, platform, re, shutil, signal, subprocess, sys, tempfile, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = "--quick" in sys.argv
+DUR = "5s" if QUICK else "10s"
+CONNS = 32
+THREADS = 2
+BIN = os.path.join(ROOT, "target/release/printgate")
+FLOOR = os.path.join(ROOT, "target/release/floor")
+SQLCOUNT = os.path.join(ROOT, "target/release/sqlcount")
+SECRET = "bench-secret"
+procs = []
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def start(args, env=None, log=None):
+    e = dict(os.environ, PRINTGATE_JWT_SECRET=SECRET, RUST_LOG="warn")
+    e.update(env or {})
+    p = subprocess.Popen(args, env=e, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
+    procs.append(p)
+    return p
+
+
+def wait_ready(url):
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1)
+            return
+        except Exception:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not start")
+
+
+def http(method, url, token=None, body=None, headers=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status, r.read()
+
+
+def gql(base, token, query, variables=None):
+    _, b = http("POST", base + "/graphql", token, {"query": query, "variables": variables or {}})
+    out = json.loads(b)
+    if out.get("errors"):
+        raise SystemExit(f"GraphQL errors: {out['errors']}")
+    return out["data"]
+
+
+def token(sub):
+    return sh(f"PRINTGATE_JWT_SECRET={SECRET} {BIN} token --sub {sub} --ttl 3h").strip()
+
+
+def wrk(url, tok=None, method="GET", body=None):
+    """Runs wrk; returns requests/s and latency p50/p99 in ms."""
+    lua = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    lua.write(f'wrk.method = "{method}"\n')
+    if tok:
+        lua.write(f'wrk.headers["Authorization"] = "Bearer {tok}"\n')
+    if body is not None:
+        lua.write('wrk.headers["Content-Type"] = "application/json"\n')
+        lua.write("wrk.body = [==[" + json.dumps(body) + "]==]\n")
+    lua.write("""
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %f %f %f %d %d\\n", summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.requests))
+end
+""")
+    lua.close()
+    out = sh(f"wrk -t{THREADS} -c{CONNS} -d{DUR} -s {lua.name} '{url}'")
+    os.unlink(lua.name)
+    m = re.search(r"RESULT (\S+) (\S+) (\S+) (\d+) (\d+)", out)
+    rps, p50, p99, errors, n = float(m[1]), float(m[2]), float(m[3]), int(m[4]), int(m[5])
+    if errors:
+        raise SystemExit(f"wrk saw {errors} errors on {url}")
+    return {"rps": round(rps), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "requests": n}
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    if not shutil.which("wrk"):
+        subprocess.run("apt-get update -q && apt-get install -y -q wrk", shell=True, check=True)
+    subprocess.run("cargo build --release -q --bin printgate -p printgate -p printgate-bench", shell=True, check=True, cwd=ROOT)
+    work = tempfile.mkdtemp(prefix="printgate-bench-")
+    results = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "wrk": f"-t{THREADS} -c{CONNS} -d{DUR}"}, "scenarios": {}}
+    port, floor_port = 18181, 18182
+    base = f"http://127.0.0.1:{port}"
+    server = start([BIN, "serve"], {"PRINTGATE_BIND": f"127.0.0.1:{port}", "PRINTGATE_DATABASE_URL": f"sqlite://{work}/bench.db?mode=rwc"})
+    wait_ready(base)
+
+    # The dataset: a user with 3 printers (one printing, with a live agent)
+    # and a user with 50.
+    t3, t50 = token("bench-three"), token("bench-fifty")
+    auths = [gql(base, t3, 'mutation($n: String!) { createPrinter(input: {name: $n}) { id authToken } }', {"n": f"Printer {i}"})["createPrinter"] for i in range(3)]
+    for i in range(50):
+        gql(base, t50, 'mutation($n: String!) { createPrinter(input: {name: $n}) { id } }', {"n": f"Farm {i}"})
+    agent = start([BIN, "simulate", "--url", base, "--token", auths[0]["authToken"], "--interval", "1s", "--speed", "0.05"])
+    for _ in range(100):
+        p = gql(base, t3, "query($id: ID!) { printer(id: $id) { status { ts } currentPrint { id } settings { raw } } }", {"id": auths[0]["id"]})["printer"]
+        if p["status"] and p["currentPrint"]:
+            break
+        time.sleep(0.2)
+    else:
+        raise SystemExit("the simulated agent never started printing")
+    pid = auths[0]["id"]
+
+    fields = "id name createdAt actionOnFailure watchingEnabled notWatchingReason toolsOffOnPause bedOffOnPause retractOnPause liftZOnPause detectiveSensitivity minTimelapseSecsOnFinish minTimelapseSecsOnCancel authToken archivedAt agentName agentVersion pic { imgUrl } status { raw } settings { raw } currentPrint { id printerId filename startedAt endedAt finishedAt cancelledAt uploadedAt alertedAt alertAcknowledgedAt alertMutedAt pausedAt videoUrl taggedVideoUrl posterUrl predictionJsonUrl alertOverwrite } normalizedP"
+    list_q = "{ printers { " + fields + " } }"
+    detail_q = "query($id: ID!) { printer(id: $id) { " + fields + " } }"
+    reads = {
+        "rest_list_3": ("GET", f"{base}/api/v1/printers/", t3, None),
+        "rest_list_50": ("GET", f"{base}/api/v1/printers/", t50, None),
+        "rest_detail": ("GET", f"{base}/api/v1/printers/{pid}/", t3, None),
+        "graphql_post_list_3": ("POST", f"{base}/graphql", t3, {"query": list_q}),
+        "graphql_post_list_50": ("POST", f"{base}/graphql", t50, {"query": list_q}),
+        "graphql_post_detail": ("POST", f"{base}/graphql", t3, {"query": detail_q, "variables": {"id": pid}}),
+        "graphql_get_list_3": ("GET", f"{base}/graphql?query=" + urllib.parse.quote(list_q), t3, None),
+        "graphql_get_detail": ("GET", f"{base}/graphql?query=" + urllib.parse.quote(detail_q) + "&variables=" + urllib.parse.quote(json.dumps({"id": pid})), t3, None),
+    }
+    # Check each body before timing it, and keep it for the floor.
+    floor_args = []
+    for name, (method, url, tok, body) in reads.items():
+        status, raw = http(method, url, tok, body, {"Accept": "application/json"})
+        parsed = json.loads(raw)
+        assert status == 200, name
+        if name.startswith("graphql"):
+            assert not parsed.get("errors") and parsed.get("data"), (name, parsed)
+        elif "list" in name:
+            assert isinstance(parsed, list) and len(parsed) == (50 if "50" in name else 3), name
+        else:
+            assert parsed["id"] == int(pid) and parsed["status"] is not None, name
+        path = os.path.join(work, name + ".json")
+        open(path, "wb").write(raw)
+        floor_args.append(f"/{name}={path}")
+    start([FLOOR, f"127.0.0.1:{floor_port}", *floor_args])
+    wait_ready_floor = f"http://127.0.0.1:{floor_port}/rest_detail"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(wait_ready_floor, timeout=1); break
+        except Exception:
+            time.sleep(0.1)
+
+    counts = json.loads(sh(SQLCOUNT))
+    for name, (method, url, tok, body) in reads.items():
+        r = wrk(url, tok, method, body)
+        f = wrk(f"http://127.0.0.1:{floor_port}/{name}")
+        r["floor_rps"] = f["rps"]
+        r["floor_p99_ms"] = f["p99_ms"]
+        r["ratio_to_floor"] = round(r["rps"] / f["rps"], 3)
+        key = name.replace("graphql_post_", "rest_").replace("graphql_get_", "rest_")
+        r["sql_statements"] = counts.get(key if key in counts else name.replace("graphql_get_list_3", "rest_list_3"), None)
+        results["scenarios"][name] = r
+        print(name, r, flush=True)
+
+    # An action with a connected agent: pause (the simulated agent obeys).
+    pause = {"query": "mutation($id: ID!) { pausePrint(id: $id) { succeeded } }", "variables": {"id": pid}}
+    _, b = http("POST", base + "/graphql", t3, pause)
+    assert json.loads(b)["data"]["pausePrint"]["succeeded"] is True, b
+    results["scenarios"]["graphql_pause_with_agent"] = wrk(f"{base}/graphql", t3, "POST", pause)
+    print("pause", results["scenarios"]["graphql_pause_with_agent"], flush=True)
+
+    # Agent status ingest: 1,000 agents, a status a second each.
+    tj = token("bench-agents")
+    secs = "30s" if QUICK else "60s"
+    out = sh(f"{BIN} simulate --url {base} --printers 1000 --jwt {tj} --interval 1s --speed 0.5 --duration {secs} --report --no-snapshots 2>/dev/null")
+    ingest = json.loads(out.strip().splitlines()[-1])
+    ingest["server_rss_mb"] = round(rss_kb(server.pid) / 1024, 1)
+    results["scenarios"]["agent_ingest_1000"] = ingest
+    print("ingest", ingest, flush=True)
+
+    # Memory: 10,000 printers in the database and 1,000 connected agents.
+    tm = token("bench-memory")
+    for start_i in range(0, 10000 - 1000, 50):
+        batch = [{"query": "mutation($n: String!) { createPrinter(input: {name: $n}) { id } }", "variables": {"n": f"m{start_i + i}"}} for i in range(50)]
+        http("POST", base + "/graphql", tm, batch)
+    mem = subprocess.Popen([BIN, "simulate", "--url", base, "--printers", "1000", "--jwt", tm, "--interval", "5s", "--no-snapshots"], env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(mem)
+    time.sleep(20)
+    n_printers = json.loads(http("POST", base + "/graphql", tm, {"query": "{ printers { id } }"})[1])["data"]["printers"]
+    results["scenarios"]["memory_10k_printers_1k_agents"] = {
+        # This user's 10,000 (1,000 of them with a connected agent), plus
+        # the earlier scenarios' 1,053.
+        "printers_in_database": len(n_printers) + 1000 + 53,
+        "connected_agents": 1000,
+        "server_rss_mb": round(rss_kb(server.pid) / 1024, 1),
+    }
+    print("memory", results["scenarios"]["memory_10k_printers_1k_agents"], flush=True)
+    mem.terminate()
+
+    # N instances on one PostgreSQL.
+    if subprocess.run("pg_isready -q -h 127.0.0.1 -p 5432", shell=True).returncode == 0:
+        results["scenarios"]["postgres_instances"] = instances(work)
+
+    json.dump(results, open(os.path.join(ROOT, "bench/results.json"), "w"), indent=2)
+    write_markdown(results)
+
+
+def instances(work):
+    db = f"printgate_bench_{int(time.time())}"
+    sh(f"psql -h 127.0.0.1 -U postgres -d test -qc 'CREATE DATABASE {db}'")
+    url = f"postgres://postgres@127.0.0.1:5432/{db}"
+    out = {}
+    try:
+        for n in (1, 2):
+            ports = [18300 + i for i in range(n)]
+            servers = [start([BIN, "serve"], {"PRINTGATE_BIND": f"127.0.0.1:{p}", "PRINTGATE_DATABASE_URL": url}) for p in ports]
+            for p in ports:
+                wait_ready(f"http://127.0.0.1:{p}")
+            tok = token(f"pg-{n}")
+            for i in range(3):
+                gql(f"http://127.0.0.1:{ports[0]}", tok, 'mutation($n: String!) { createPrinter(input: {name: $n}) { id } }', {"n": f"P{i}"})
+            ta = token(f"pg-agents-{n}")
+            sims = [subprocess.Popen(f"{BIN} simulate --url http://127.0.0.1:{p} --printers {500 // n} --jwt {ta} --interval 1s --no-snapshots --duration 40s",
+                                     shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
+            time.sleep(5)
+            # One wrk per instance, in parallel, as a balancer would spread them.
+            wrks = [subprocess.Popen(f"wrk -t1 -c{CONNS // n} -d{DUR} --latency -H 'Authorization: Bearer {tok}' http://127.0.0.1:{p}/api/v1/printers/",
+                                     shell=True, stdout=subprocess.PIPE, text=True) for p in ports]
+            total = 0.0
+            p99s = []
+            for w in wrks:
+                o = w.communicate()[0]
+                total += float(re.search(r"Requests/sec:\s+(\S+)", o)[1])
+                m = re.search(r"99%\s+(\S+)", o)
+                p99s.append(m[1] if m else "?")
+            for s in sims:
+                s.wait()
+            out[f"{n}_instance(s)"] = {"rest_list_3_rps_total": round(total), "rest_list_p99": p99s, "agents": 500, "agent_statuses_per_sec": 500}
+            print("postgres", n, out[f"{n}_instance(s)"], flush=True)
+            for s in servers:
+                s.terminate()
+                s.wait()
+    finally:
+        subprocess.run(f"psql -h 127.0.0.1 -U postgres -d test -qc 'DROP DATABASE IF EXISTS {db} WITH (FORCE)'", shell=True)
+    return out
+
+
+def write_markdown(r):
+    s = r["scenarios"]
+    lines = ["# Benchmarks", "",
+             "Rerun everything with one command (release build, wrk from Debian, a few minutes):", "",
+             "```sh", "python3 bench/run.py          # or --quick", "```", "",
+             "It writes `bench/results.json` and this page. Load comes from wrk in a second process over",
+             f"loopback, sharing the machine's {r['machine']['cpus']} cores with the server (`wrk {r['machine']['wrk']}`).",
+             "Absolute numbers move from run to run on these shared machines; the **ratio to the floor**",
+             "(a minimal axum server answering the pre-rendered bytes of the same response, measured in the",
+             "same run) is the stable figure. Every body is checked before it is timed.", "",
+             "## Reads", "",
+             "| scenario | req/s | p50 ms | p99 ms | floor req/s | ratio to floor | SQL statements |",
+             "|---|---|---|---|---|---|---|"]
+    for k, v in s.items():
+        if "floor_rps" in v:
+            lines.append(f"| {k} | {v['rps']} | {v['p50_ms']} | {v['p99_ms']} | {v['floor_rps']} | {v['ratio_to_floor']} | {v.get('sql_statements')} |")
+    p = s.get("graphql_pause_with_agent", {})
+    lines += ["", "## Action with a connected agent", "",
+              f"`pausePrint` over GraphQL, the command written to a live simulated agent each time: "
+              f"{p.get('rps')} req/s, p50 {p.get('p50_ms')} ms, p99 {p.get('p99_ms')} ms.", ""]
+    i = s.get("agent_ingest_1000", {})
+    lines += ["## Agent status ingest", "",
+              f"{i.get('agents')} simulated agents over real websockets, one status a second each, with a GraphQL subscriber on all of them:", "",
+              "| statuses sent | per second | stored status not the last sent | subscription updates | reordered | latency p50 ms | p99 ms | server RSS MB |",
+              "|---|---|---|---|---|---|---|---|",
+              f"| {i.get('statuses_sent')} | {round(i.get('statuses_per_sec', 0))} | {i.get('printers_whose_stored_status_is_not_the_last_sent')} | {i.get('subscription_updates')} | {i.get('subscription_reordered')} | {i.get('latency_ms_p50')} | {i.get('latency_ms_p99')} | {i.get('server_rss_mb')} |", ""]
+    m = s.get("memory_10k_printers_1k_agents", {})
+    lines += ["## Memory", "", f"About {m.get('printers_in_database')} printers in the database and 1,000 connected agents: server RSS {m.get('server_rss_mb')} MB.", ""]
+    pg = s.get("postgres_instances")
+    if pg:
+        lines += ["## N instances on one PostgreSQL", "",
+                  "Each instance gets its share of 500 simulated agents (a status a second each) and its own wrk on the REST list:", "",
+                  "| instances | REST list req/s (sum) | p99 per instance |", "|---|---|---|"]
+        for k, v in pg.items():
+            lines.append(f"| {k.split('_')[0]} | {v['rest_list_3_rps_total']} | {', '.join(v['rest_list_p99'])} |")
+        lines.append("")
+    lines += ["## Machine", "", f"{r['machine']['cpus']} cores, Linux {r['machine']['kernel']}; printgate and the load generator share them.", ""]
+    # The hand-written analysis (profile, what it led to) follows the numbers.
+    analysis = open(os.path.join(ROOT, "bench/analysis.md")).read()
+    open(os.path.join(ROOT, "docs/benchmarks.md"), "w").write("\n".join(lines) + "\n" + analysis)
+
+
+if __name__ == "__main__":
+    import urllib.parse
+    try:
+        main()
+    finally:
+        for p in procs:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except Exception:
+                pass
