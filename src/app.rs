@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .merge(state.rest.router())
         .merge(agent::router())
         .route("/graphql/ws", get(graphql::ws::subscribe))
+        .route("/graphiql/{file}", get(graphql::playground::asset))
         .route(
             "/graphql",
             get(graphql::http::get).post(graphql::http::post),

@@ -25,6 +25,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             let keys = JwtKeys::load(&config.jwt)?;
             println!("{}", keys.mint(&args.sub, args.email.as_deref(), args.ttl)?);
         }
+        Command::Demo(args) => crate::demo::run(config.bind, args).await?,
         Command::Simulate(args) => {
             let counters = crate::simulate::run(args).await?;
             tracing::info!(?counters, "simulation finished");

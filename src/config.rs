@@ -35,6 +35,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Run simulated printer agents against a printgate.
     Simulate(crate::simulate::SimulateArgs),
+    /// Start a demo: a server on a fresh database with printers printing.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Arguments of `printgate token`.

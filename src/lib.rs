@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod database;
+pub mod demo;
 pub mod error;
 pub mod events;
 pub mod gateway;

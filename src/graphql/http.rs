@@ -1,13 +1,12 @@
 //! GraphQL over HTTP: `POST /graphql`, `GET /graphql` (queries only) and the
 //! GraphiQL page for browsers.
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{BatchRequest, BatchResponse, Variables};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -70,7 +69,7 @@ pub async fn get(
 ) -> Response {
     let Some(query) = params.query else {
         if accepts(&headers, "text/html") {
-            return graphiql().into_response();
+            return super::playground::page();
         }
         return request_error(
             StatusCode::BAD_REQUEST,
@@ -117,16 +116,6 @@ pub async fn get(
         .execute_batch(identity, BatchRequest::Single(request))
         .await;
     render(resp, &headers)
-}
-
-/// The GraphiQL page.
-pub fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("printgate")
-            .finish(),
-    )
 }
 
 /// Whether the operation a GET would run is a mutation. A document that does

@@ -2,9 +2,11 @@
 
 mod codes;
 pub mod context;
+mod documents;
 pub mod http;
 mod loaders;
 mod mutation;
+pub mod playground;
 mod query;
 pub mod scalars;
 mod subscription;
@@ -32,6 +34,7 @@ pub fn build_schema(urls: Arc<UrlSigner>) -> AppSchema {
     Schema::build(Query, Mutation, Subscription)
         .data(urls)
         .extension(codes::ErrorCodes)
+        .extension(documents::DocumentCache::default())
         .finish()
 }
 

@@ -67,7 +67,7 @@ pub struct SimulateArgs {
 }
 
 /// What a run did, for scripts and benchmarks.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Counters {
     pub statuses_sent: AtomicU64,
     pub commands_received: AtomicU64,
@@ -75,6 +75,23 @@ pub struct Counters {
     pub snapshots_posted: AtomicU64,
     /// The last `_sim_seq` each agent sent, by agent token.
     last_seq: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counters")
+            .field("statuses_sent", &self.statuses_sent.load(Ordering::Relaxed))
+            .field(
+                "commands_received",
+                &self.commands_received.load(Ordering::Relaxed),
+            )
+            .field("connections", &self.connections.load(Ordering::Relaxed))
+            .field(
+                "snapshots_posted",
+                &self.snapshots_posted.load(Ordering::Relaxed),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,10 +126,12 @@ fn unix_now() -> i64 {
 }
 
 impl Printer {
+    /// Printer `n` of a fleet: the even ones start idle, the odd ones are
+    /// already part-way through a print, as in a farm that was running.
     fn new(n: usize) -> Self {
-        Self {
+        let mut p = Self {
             n,
-            phase: Phase::Idle(2 + (n % 3) as u32),
+            phase: Phase::Idle(1 + (n % 3) as u32),
             completion: 0.0,
             print_ts: -1,
             file: String::new(),
@@ -122,15 +141,25 @@ impl Printer {
             event: None,
             ending: false,
             ended: false,
+        };
+        if n % 2 == 1 {
+            p.phase = Phase::Printing;
+            p.completion = ((n * 37) % 80) as f64;
+            p.print_ts = unix_now() - (p.completion * 36.0) as i64;
+            p.file = format!("part-{n}-{}.gcode", p.print_ts % 1000);
+            p.tool = 215.0;
+            p.bed = 60.0;
+            p.event = Some(json!({"event_type": "PrintStarted", "data": {"name": p.file}}));
         }
+        p
     }
 
     /// Moves the simulation one tick on.
     fn tick(&mut self, speed: f64) {
         let (tool_target, bed_target) = self.targets();
         // Heaters approach their targets like a first-order system.
-        self.tool += (tool_target - self.tool) * 0.35;
-        self.bed += (bed_target - self.bed) * 0.25;
+        self.tool += (tool_target - self.tool) * 0.5;
+        self.bed += (bed_target - self.bed) * 0.4;
         match self.phase {
             Phase::Idle(0) => {
                 self.phase = Phase::Heating;

@@ -1,0 +1,120 @@
+//! `printgate demo`: a server on a fresh embedded database with a demo user
+//! and a few printers whose simulated agents print, pause and finish, so a
+//! newcomer sees printgate alive in one command.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::app::{Application, StartupError, shutdown_signal};
+use crate::config::{Config, DatabaseConfig, JwtConfig};
+use crate::service::NewPrinter;
+use crate::simulate::{self, SimulateArgs};
+
+/// The demo user's `sub` and email.
+pub const DEMO_USER: &str = "demo@printgate.local";
+const NAMES: &[&str] = &[
+    "Prusa MK4",
+    "Voron 2.4",
+    "Bambu X1C",
+    "Ender 3 V3",
+    "RatRig V-Core",
+    "Prusa Mini",
+];
+
+/// Arguments of `printgate demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many simulated printers.
+    #[arg(long, default_value_t = 4)]
+    pub printers: usize,
+    /// Time between each printer's status messages.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
+    let dir = std::env::temp_dir().join(format!("printgate-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = Config {
+        bind,
+        public_url: String::new(),
+        database: DatabaseConfig::new(
+            format!("sqlite://{}?mode=rwc", dir.join("demo.db").display()),
+            5,
+        ),
+        jwt: JwtConfig {
+            secret: Some(hex::encode(rand::random::<[u8; 32]>())),
+            public_key: None,
+            issuer: None,
+            audience: None,
+            production: false,
+            dev_secret_path: dir.join("secret"),
+        },
+    };
+    let app = Application::build(config).await?;
+    let addr = app.local_addr()?;
+    let service = app.state().gateway.service().clone();
+    let keys = app.state().keys.clone();
+    let server = tokio::spawn(app.run_until(shutdown_signal()));
+
+    let viewer = service
+        .viewer(DEMO_USER, Some(DEMO_USER))
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let mut tokens = Vec::new();
+    for i in 0..args.printers {
+        let name = NAMES
+            .get(i)
+            .map_or_else(|| format!("Printer {}", i + 1), |n| (*n).to_owned());
+        let p = service
+            .create_printer(
+                &viewer,
+                NewPrinter {
+                    name,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        tokens.push(p.auth_token);
+    }
+    let token = keys.mint(DEMO_USER, Some(DEMO_USER), Duration::from_secs(12 * 3600))?;
+    let base = format!("http://{addr}");
+    println!(
+        "printgate demo is running with {} simulated printers.",
+        args.printers
+    );
+    println!();
+    println!("  GraphiQL, signed in as the demo user:");
+    println!("    {base}/graphql#token={token}");
+    println!();
+    println!("  The REST paths:");
+    println!("    curl -H \"Authorization: Bearer {token}\" {base}/api/v1/printers/");
+    println!();
+    println!("  The demo user's token (valid 12 h):");
+    println!("    {token}");
+    println!();
+    println!("Ctrl-C stops it. The database is in {}.", dir.display());
+
+    let sim = SimulateArgs {
+        url: base,
+        tokens,
+        printers: None,
+        jwt: None,
+        interval: args.interval,
+        speed: 3.0,
+        duration: None,
+        no_snapshots: false,
+        late_ts: false,
+        garbage: false,
+        reconnect_storm: false,
+        report: false,
+    };
+    let agents = tokio::spawn(simulate::run(sim));
+    let served = server.await;
+    agents.abort();
+    served??;
+    Ok(())
+}
