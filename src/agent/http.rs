@@ -76,6 +76,16 @@ struct Form {
     files: HashMap<String, Bytes>,
 }
 
+/// A multipart failure: 413 when the body is over the cap, else 400.
+fn multipart_error(e: &axum::extract::multipart::MultipartError) -> Response {
+    let status = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    detail(status, &format!("Malformed form: {e}"))
+}
+
 async fn read_form(state: &AppState, req: Request) -> Result<Form, Response> {
     let is_multipart = req
         .headers()
@@ -91,25 +101,11 @@ async fn read_form(state: &AppState, req: Request) -> Result<Form, Response> {
             let field = match mp.next_field().await {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
-                Err(e) => {
-                    let status = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                        StatusCode::PAYLOAD_TOO_LARGE
-                    } else {
-                        StatusCode::BAD_REQUEST
-                    };
-                    return Err(detail(status, &format!("Malformed form: {e}")));
-                }
+                Err(e) => return Err(multipart_error(&e)),
             };
             let name = field.name().unwrap_or_default().to_owned();
             let is_file = field.file_name().is_some();
-            let data = field.bytes().await.map_err(|e| {
-                let status = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
-                detail(status, &format!("Malformed form: {e}"))
-            })?;
+            let data = field.bytes().await.map_err(|e| multipart_error(&e))?;
             if is_file {
                 form.files.insert(name, data);
             } else {
@@ -124,6 +120,13 @@ async fn read_form(state: &AppState, req: Request) -> Result<Form, Response> {
         form.fields = fields;
     }
     Ok(form)
+}
+
+/// The printer whose agent sent the request, and the request's form.
+async fn agent_form(state: &AppState, req: Request) -> Result<(printer::Model, Form), Response> {
+    let p = agent(state, req.headers()).await?;
+    let form = read_form(state, req).await?;
+    Ok((p, form))
 }
 
 /// The image type of some bytes, by their magic numbers.
@@ -148,12 +151,8 @@ fn truthy(v: Option<&String>, default: bool) -> bool {
 
 /// `POST /api/v1/octo/pic/`: the latest snapshot becomes the printer's pic.
 pub async fn pic(State(state): State<AppState>, req: Request) -> Response {
-    let p = match agent(&state, req.headers()).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let form = match read_form(&state, req).await {
-        Ok(f) => f,
+    let (p, form) = match agent_form(&state, req).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let Some(data) = form.files.get("pic") else {
@@ -188,12 +187,8 @@ pub async fn pic(State(state): State<AppState>, req: Request) -> Response {
 
 /// `POST /api/v1/octo/g_code_files/`: a stable id for the printed file.
 pub async fn g_code_file(State(state): State<AppState>, req: Request) -> Response {
-    let p = match agent(&state, req.headers()).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let form = match read_form(&state, req).await {
-        Ok(f) => f,
+    let (p, form) = match agent_form(&state, req).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let field = |k: &str| form.fields.get(k).cloned();
@@ -222,12 +217,8 @@ pub async fn g_code_file(State(state): State<AppState>, req: Request) -> Respons
 
 /// `POST /api/v1/octo/printer_events/`: kept as the printer's events.
 pub async fn printer_event(State(state): State<AppState>, req: Request) -> Response {
-    let p = match agent(&state, req.headers()).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let form = match read_form(&state, req).await {
-        Ok(f) => f,
+    let (p, form) = match agent_form(&state, req).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let field = |k: &str| form.fields.get(k).cloned();

@@ -169,14 +169,7 @@ impl CommandDelivery for AgentHub {
     }
 
     async fn disconnect(&self, printer_id: i32) {
-        let conn = self
-            .conns
-            .lock()
-            .ok()
-            .and_then(|mut m| m.remove(&printer_id));
-        if let Some(c) = conn {
-            let _ = c.tx.try_send(Outbound::Close(1000, "printer removed"));
-        }
+        self.close(printer_id, 1000, "printer removed");
     }
 }
 
