@@ -243,6 +243,10 @@ impl EventBus for Cluster {
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.bus.subscribe()
     }
+
+    fn generation(&self, user_id: i32) -> u64 {
+        self.bus.generation(user_id)
+    }
 }
 
 #[async_trait::async_trait]

@@ -2,6 +2,9 @@
 //! published once, from the service layer, as an [`Event`]; subscriptions
 //! (and, across instances, the scale-out transport) listen here.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use tokio::sync::broadcast;
 
 /// How many events a slow listener may fall behind before it starts missing
@@ -38,28 +41,44 @@ pub enum EventKind {
 pub trait EventBus: Send + Sync + 'static {
     fn publish(&self, event: Event);
     fn subscribe(&self) -> broadcast::Receiver<Event>;
+    /// A number that changes whenever an event for `user_id` is published
+    /// here (synchronously, before `publish` returns): what a read cache
+    /// compares to know an answer it kept is still current.
+    fn generation(&self, user_id: i32) -> u64;
 }
 
-/// The in-process bus: a broadcast channel.
+/// The in-process bus: a broadcast channel, plus a change counter per user.
 pub struct LocalBus {
     tx: broadcast::Sender<Event>,
+    generations: Mutex<HashMap<i32, u64>>,
 }
 
 impl Default for LocalBus {
     fn default() -> Self {
         Self {
             tx: broadcast::channel(CAPACITY).0,
+            generations: Mutex::new(HashMap::new()),
         }
     }
 }
 
 impl EventBus for LocalBus {
     fn publish(&self, event: Event) {
+        if let Ok(mut g) = self.generations.lock() {
+            *g.entry(event.user_id).or_insert(0) += 1;
+        }
         // No listener is not an error: nobody is subscribed right now.
         let _ = self.tx.send(event);
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
+    }
+
+    fn generation(&self, user_id: i32) -> u64 {
+        self.generations
+            .lock()
+            .map(|g| g.get(&user_id).copied().unwrap_or(0))
+            .unwrap_or(u64::MAX)
     }
 }

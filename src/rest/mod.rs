@@ -6,6 +6,7 @@
 //! [`Gateway`](crate::gateway::Gateway), and turns the result into the REST
 //! status and body. Everything about the routes is in [`routes::ROUTES`].
 
+mod cache;
 mod openapi;
 pub mod routes;
 mod shape;
@@ -32,6 +33,10 @@ use shape::{Shape, Types};
 pub struct RestApi {
     routes: Vec<Compiled>,
     openapi: Value,
+    cache: cache::ReadCache,
+    /// The user id each token `sub` was last seen to be, learned from the
+    /// answers, so the cache can read a user's change count before asking.
+    users: std::sync::Mutex<HashMap<String, i32>>,
 }
 
 struct Compiled {
@@ -78,7 +83,12 @@ impl RestApi {
             routes.push(Compiled { route, shape, body });
         }
         let openapi = openapi::document(&types, &routes);
-        Ok(Self { routes, openapi })
+        Ok(Self {
+            routes,
+            openapi,
+            cache: cache::ReadCache::default(),
+            users: std::sync::Mutex::new(HashMap::new()),
+        })
     }
 
     /// The OpenAPI 3.1 document of these routes.
@@ -149,6 +159,28 @@ impl RestApi {
         };
         let route = compiled.route;
         let identity = state.identify(req.headers());
+        // Reads of a verified user may be answered from the cache.
+        let cacheable = route.method == Method::GET && route.success == Success::Ok;
+        let sub = match &identity {
+            crate::auth::Identity::Verified(c) if cacheable => Some(c.sub.clone()),
+            _ => None,
+        };
+        let key = sub.map(|sub| cache::Key {
+            sub,
+            route: index,
+            id: id.clone(),
+            query: query.clone(),
+        });
+        let bus = state.gateway.service().events();
+        let known_user = key
+            .as_ref()
+            .and_then(|k| self.users.lock().ok()?.get(&k.sub).copied());
+        if let (Some(k), Some(_)) = (&key, known_user)
+            && let Some(body) = self.cache.get(k, |u| bus.generation(u))
+        {
+            return bytes_response(StatusCode::OK, body);
+        }
+        let generation_before = known_user.map(|u| (u, bus.generation(u)));
         // GraphQL names (variables and input fields) back to the REST names
         // the client used, for error bodies.
         let mut names: HashMap<String, String> = HashMap::new();
@@ -207,11 +239,32 @@ impl RestApi {
         if result.is_null() {
             return detail(StatusCode::NOT_FOUND, "Not found.");
         }
-        match route.success {
-            Success::Empty => StatusCode::OK.into_response(),
-            Success::Ok => json_response(StatusCode::OK, &compiled.shape.to_rest(result)),
-            Success::Created => json_response(StatusCode::CREATED, &compiled.shape.to_rest(result)),
+        let status = match route.success {
+            Success::Empty => return StatusCode::OK.into_response(),
+            Success::Ok => StatusCode::OK,
+            Success::Created => StatusCode::CREATED,
+        };
+        let body = match serde_json::to_vec(&compiled.shape.to_rest(result)) {
+            Ok(b) => axum::body::Bytes::from(b),
+            Err(e) => return internal(&e.to_string()),
+        };
+        let user = data
+            .pointer("/viewer/id")
+            .and_then(Value::as_str)
+            .and_then(|u| u.parse::<i32>().ok());
+        if let (Some(k), Some(u)) = (key, user) {
+            if let Ok(mut users) = self.users.lock() {
+                users.insert(k.sub.clone(), u);
+            }
+            // Kept only when the user was known before asking, so the
+            // change count is the one from before the answer was computed.
+            if let Some((known, generation)) = generation_before
+                && known == u
+            {
+                self.cache.put(k, u, generation, body.clone());
+            }
         }
+        bytes_response(status, body)
     }
 }
 
@@ -320,14 +373,18 @@ fn snake_case(name: &str) -> String {
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            Body::from(bytes),
-        )
-            .into_response(),
+        Ok(bytes) => bytes_response(status, bytes.into()),
         Err(e) => internal(&e.to_string()),
     }
+}
+
+fn bytes_response(status: StatusCode, body: axum::body::Bytes) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body),
+    )
+        .into_response()
 }
 
 /// `{"detail": "..."}`, the error body Obico's clients parse.

@@ -747,3 +747,88 @@ async fn the_openapi_document_is_served_and_committed() {
         panic!("docs/openapi.json was stale and has been rewritten; review and commit it");
     }
 }
+
+#[tokio::test]
+async fn repeated_reads_never_show_stale_or_foreign_data() {
+    let app = TestApp::spawn().await;
+    let alice = app.token("alice");
+    let bob = app.token("bob");
+    let id = create(&app, &alice, "Before").await["id"].to_string();
+    create(&app, &bob, "Bob's").await;
+    let names = |v: Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // Warm the cache: the same read several times.
+    for _ in 0..3 {
+        let (_, list) = body(
+            app.rest(Method::GET, &format!("{P}/"), Some(&alice))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(names(list), vec!["Before"]);
+        let (_, list) = body(
+            app.rest(Method::GET, &format!("{P}/"), Some(&bob))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(names(list), vec!["Bob's"], "never another user's answer");
+    }
+    // A change through REST, GraphQL or an action shows on the very next read.
+    app.rest(Method::PATCH, &format!("{P}/{id}/"), Some(&alice))
+        .json(&json!({"name": "After"}))
+        .send()
+        .await
+        .unwrap();
+    let (_, list) = body(
+        app.rest(Method::GET, &format!("{P}/"), Some(&alice))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(names(list), vec!["After"]);
+    app.gql(
+        Some(&alice),
+        "mutation($id: ID!) { archivePrinter(id: $id) { id } }",
+        json!({"id": id}),
+    )
+    .await;
+    let (_, list) = body(
+        app.rest(Method::GET, &format!("{P}/"), Some(&alice))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(list, json!([]));
+    let (_, one) = body(
+        app.rest(Method::GET, &format!("{P}/{id}/"), Some(&alice))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(one["archived_at"].is_string());
+    app.gql(
+        Some(&alice),
+        "mutation($id: ID!) { deletePrinter(id: $id) }",
+        json!({"id": id}),
+    )
+    .await;
+    let (status, _) = body(
+        app.rest(Method::GET, &format!("{P}/{id}/"), Some(&alice))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404, "a deleted printer is gone at once");
+}
