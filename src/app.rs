@@ -19,6 +19,7 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::events::{EventBus, LocalBus};
 use crate::gateway::Gateway;
+use crate::graphql::apq::PersistedQueries;
 use crate::rest::RestApi;
 use crate::service::{CommandDelivery, Service};
 use crate::{agent, database, graphql};
@@ -40,6 +41,8 @@ pub struct AppState {
     pub urls: Arc<UrlSigner>,
     /// The link to other instances (PostgreSQL only).
     pub cluster: Option<Arc<Cluster>>,
+    /// Registered automatic persisted queries.
+    pub persisted: Arc<PersistedQueries>,
 }
 
 impl AppState {
@@ -131,6 +134,7 @@ impl Application {
             agents,
             urls,
             cluster,
+            persisted: Arc::default(),
         };
         let listener = TcpListener::bind(&config.bind).await?;
         Ok(Self {

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::apq::ApqError;
 use crate::app::AppState;
 
 /// The media type GraphQL-over-HTTP defines for responses.
@@ -45,7 +46,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             "A GraphQL request must be sent as application/json.",
         );
     }
-    let batch: BatchRequest = match serde_json::from_slice(&body) {
+    let mut batch: BatchRequest = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
             return request_error(
@@ -55,6 +56,11 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             );
         }
     };
+    for request in batch.iter_mut() {
+        if let Err(resp) = persisted(&state, request) {
+            return resp;
+        }
+    }
     let identity = state.identify(&headers);
     let resp = state.gateway.execute_batch(identity, batch).await;
     render(resp, &headers)
@@ -67,26 +73,22 @@ pub async fn get(
     headers: HeaderMap,
     Query(params): Query<GetParams>,
 ) -> Response {
-    let Some(query) = params.query else {
-        if accepts(&headers, "text/html") {
-            return super::playground::page();
+    let persisted_only = params
+        .extensions
+        .as_deref()
+        .is_some_and(|e| e.contains("persistedQuery"));
+    let query = match params.query {
+        Some(q) => q,
+        None if persisted_only => String::new(),
+        None if accepts(&headers, "text/html") => return super::playground::page(),
+        None => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "Missing the `query` parameter.",
+            );
         }
-        return request_error(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "Missing the `query` parameter.",
-        );
     };
-    if is_mutation(&query, params.operation_name.as_deref()) {
-        let mut resp = request_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "Mutations are only accepted over POST.",
-        );
-        resp.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return resp;
-    }
     let mut request = async_graphql::Request::new(query);
     request.operation_name = params.operation_name;
     for (name, raw) in [
@@ -110,12 +112,41 @@ pub async fn get(
             request.extensions = ext;
         }
     }
+    // A persisted document is restored first, so a mutation named only by
+    // its hash is refused like any other.
+    if let Err(resp) = persisted(&state, &mut request) {
+        return resp;
+    }
+    if is_mutation(&request.query, request.operation_name.as_deref()) {
+        let mut resp = request_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "Mutations are only accepted over POST.",
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
     let identity = state.identify(&headers);
     let resp = state
         .gateway
         .execute_batch(identity, BatchRequest::Single(request))
         .await;
     render(resp, &headers)
+}
+
+/// Resolves a request's persisted query, or gives the answer that says why
+/// it could not.
+#[allow(clippy::result_large_err)]
+fn persisted(state: &AppState, request: &mut async_graphql::Request) -> Result<(), Response> {
+    state.persisted.resolve(request).map_err(|e| match e {
+        ApqError::NotFound => request_error(
+            StatusCode::OK,
+            "PERSISTED_QUERY_NOT_FOUND",
+            "PersistedQueryNotFound",
+        ),
+        ApqError::Invalid(why) => request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", why),
+    })
 }
 
 /// Whether the operation a GET would run is a mutation. A document that does

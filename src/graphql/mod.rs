@@ -1,5 +1,6 @@
 //! The GraphQL schema: types, roots, loaders, and its HTTP endpoint.
 
+pub mod apq;
 mod codes;
 pub mod context;
 mod documents;

@@ -198,3 +198,90 @@ async fn healthz_answers() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap(), json!({"status": "ok"}));
 }
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+#[tokio::test]
+async fn persisted_queries_register_then_run_by_hash_over_get_and_post() {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    app.create_printer(&token, "Prusa").await;
+    let query = "{ printers { name } }";
+    let ext = json!({"persistedQuery": {"version": 1, "sha256Hash": sha256_hex(query)}});
+    let get = |ext: &Value| {
+        app.client
+            .get(format!("{}/graphql", app.url))
+            .query(&[("extensions", ext.to_string())])
+            .bearer_auth(&token)
+            .send()
+    };
+    let unknown: Value = get(&ext).await.unwrap().json().await.unwrap();
+    assert_eq!(error_code(&unknown), "PERSISTED_QUERY_NOT_FOUND");
+    let registered: Value = app
+        .client
+        .post(format!("{}/graphql", app.url))
+        .bearer_auth(&token)
+        .json(&json!({"query": query, "extensions": ext}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(registered["data"]["printers"][0]["name"], "Prusa");
+    let by_get: Value = get(&ext).await.unwrap().json().await.unwrap();
+    assert_eq!(by_get, json!({"data": {"printers": [{"name": "Prusa"}]}}));
+    let by_post: Value = app
+        .client
+        .post(format!("{}/graphql", app.url))
+        .bearer_auth(&token)
+        .json(&json!({"extensions": ext}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_post, by_get);
+    let wrong =
+        json!({"persistedQuery": {"version": 1, "sha256Hash": sha256_hex("{ me { id } }")}});
+    let mismatch = app
+        .client
+        .post(format!("{}/graphql", app.url))
+        .bearer_auth(&token)
+        .json(&json!({"query": query, "extensions": wrong}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mismatch.status(), 400);
+}
+
+#[tokio::test]
+async fn a_persisted_mutation_is_still_refused_over_get() {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    let mutation = "mutation { createPrinter(input: {name: \"via GET\"}) { id } }";
+    let ext = json!({"persistedQuery": {"version": 1, "sha256Hash": sha256_hex(mutation)}});
+    // Registering over POST runs it once, as the protocol says.
+    app.client
+        .post(format!("{}/graphql", app.url))
+        .bearer_auth(&token)
+        .json(&json!({"query": mutation, "extensions": ext}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(app.printer_rows().await, 1);
+    let resp = app
+        .client
+        .get(format!("{}/graphql", app.url))
+        .query(&[("extensions", ext.to_string())])
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(app.printer_rows().await, 1, "nothing written by the GET");
+}
