@@ -43,6 +43,10 @@ pub struct AppState {
     pub cluster: Option<Arc<Cluster>>,
     /// Registered automatic persisted queries.
     pub persisted: Arc<PersistedQueries>,
+    /// Whether browsers get GraphiQL.
+    pub graphiql: bool,
+    /// Most operations in one batched request.
+    pub max_batch: usize,
 }
 
 impl AppState {
@@ -125,8 +129,11 @@ impl Application {
             };
         let service = Service::new(db, commands, events);
         let urls = Arc::new(UrlSigner::new(keys.url_key().to_vec(), &config.public_url));
-        let gateway = Gateway::new(service, urls.clone());
-        let rest = Arc::new(RestApi::new(gateway.schema()).await?);
+        let gateway = Gateway::new(service, urls.clone(), config.schema);
+        // The REST routes are compiled against the schema's types, read by
+        // introspection, which production mode turns off for clients.
+        let types_schema = graphql::build_schema(urls.clone(), graphql::SchemaOptions::default());
+        let rest = Arc::new(RestApi::new(&types_schema).await?);
         let state = AppState {
             gateway,
             keys,
@@ -135,6 +142,8 @@ impl Application {
             urls,
             cluster,
             persisted: Arc::default(),
+            graphiql: config.graphiql,
+            max_batch: config.schema.limits.batch,
         };
         let listener = TcpListener::bind(&config.bind).await?;
         Ok(Self {

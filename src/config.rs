@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::graphql::SchemaOptions;
+use crate::graphql::limits::Limits;
+
 /// The database used when nothing is configured: a SQLite file in the
 /// working directory, created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://printgate.db?mode=rwc";
@@ -115,6 +118,33 @@ pub struct Settings {
     /// used for absolute snapshot URLs; unset, they are relative paths.
     #[arg(long, env = "PRINTGATE_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
+    /// Serve GraphiQL to browsers (default: on in development, off in
+    /// production).
+    #[arg(long, env = "PRINTGATE_GRAPHIQL", global = true)]
+    pub graphiql: Option<bool>,
+    /// Answer introspection and suggest field names (default: on in
+    /// development, off in production).
+    #[arg(long, env = "PRINTGATE_INTROSPECTION", global = true)]
+    pub introspection: Option<bool>,
+    /// Deepest selection nesting a query may have.
+    #[arg(long, env = "PRINTGATE_MAX_QUERY_DEPTH", default_value_t = Limits::default().depth, global = true)]
+    pub max_query_depth: usize,
+    /// Highest query complexity (a field counts 1, list fields 20 times
+    /// their selection).
+    #[arg(long, env = "PRINTGATE_MAX_QUERY_COMPLEXITY", default_value_t = Limits::default().complexity, global = true)]
+    pub max_query_complexity: usize,
+    /// Most aliases in one document.
+    #[arg(long, env = "PRINTGATE_MAX_ALIASES", default_value_t = Limits::default().aliases, global = true)]
+    pub max_aliases: usize,
+    /// Most root fields in one operation.
+    #[arg(long, env = "PRINTGATE_MAX_ROOT_FIELDS", default_value_t = Limits::default().root_fields, global = true)]
+    pub max_root_fields: usize,
+    /// Most lexical tokens in one document.
+    #[arg(long, env = "PRINTGATE_MAX_TOKENS", default_value_t = Limits::default().tokens, global = true)]
+    pub max_tokens: usize,
+    /// Most operations in one batched request.
+    #[arg(long, env = "PRINTGATE_MAX_BATCH", default_value_t = Limits::default().batch, global = true)]
+    pub max_batch: usize,
     /// `development` or `production`.
     #[arg(
         long = "env",
@@ -139,6 +169,10 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bind: String,
+    /// Introspection, suggestions and query limits.
+    pub schema: SchemaOptions,
+    /// Whether browsers get GraphiQL at `GET /graphql`.
+    pub graphiql: bool,
     /// Prefix of snapshot URLs (an origin, or empty for relative paths).
     pub public_url: String,
     pub database: DatabaseConfig,
@@ -185,8 +219,21 @@ pub struct JwtConfig {
 impl Settings {
     /// The [`Config`] these settings describe.
     pub fn config(&self) -> Config {
+        let production = self.environment == Environment::Production;
         Config {
             bind: self.bind.clone(),
+            schema: SchemaOptions {
+                introspection: self.introspection.unwrap_or(!production),
+                limits: Limits {
+                    depth: self.max_query_depth,
+                    complexity: self.max_query_complexity,
+                    aliases: self.max_aliases,
+                    root_fields: self.max_root_fields,
+                    tokens: self.max_tokens,
+                    batch: self.max_batch.max(1),
+                },
+            },
+            graphiql: self.graphiql.unwrap_or(!production),
             public_url: self.public_url.clone().unwrap_or_default(),
             database: DatabaseConfig {
                 url: self.database_url.clone(),
@@ -199,7 +246,7 @@ impl Settings {
                 public_key: self.jwt_public_key.clone(),
                 issuer: self.jwt_issuer.clone(),
                 audience: self.jwt_audience.clone(),
-                production: self.environment == Environment::Production,
+                production,
                 dev_secret_path: dev_secret_path(&self.database_url),
             },
         }

@@ -40,6 +40,8 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
     let config = Config {
         bind,
         public_url: String::new(),
+        schema: Default::default(),
+        graphiql: true,
         database: DatabaseConfig::new(
             format!("sqlite://{}?mode=rwc", dir.join("demo.db").display()),
             5,

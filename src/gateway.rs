@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::agent::urls::UrlSigner;
 use crate::auth::Identity;
-use crate::graphql::{AppSchema, RequestContext, build_schema, with_request_data};
+use crate::graphql::{AppSchema, RequestContext, SchemaOptions, build_schema, with_request_data};
 use crate::service::Service;
 
 /// The schema plus the service its resolvers use.
@@ -19,9 +19,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(service: Service, urls: Arc<UrlSigner>) -> Self {
+    pub fn new(service: Service, urls: Arc<UrlSigner>, options: SchemaOptions) -> Self {
         Self {
-            schema: build_schema(urls),
+            schema: build_schema(urls, options),
             service,
         }
     }

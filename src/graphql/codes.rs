@@ -15,17 +15,18 @@ use async_graphql::extensions::{
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Variables};
 
+use super::limits::{Limits, refusal};
 use crate::error::code;
 
-pub struct ErrorCodes;
+pub struct ErrorCodes(pub Limits);
 
 impl ExtensionFactory for ErrorCodes {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodesExtension)
+        Arc::new(ErrorCodesExtension(self.0))
     }
 }
 
-struct ErrorCodesExtension;
+struct ErrorCodesExtension(Limits);
 
 fn set_code_if_missing(err: &mut ServerError, value: &str) {
     let ext = err.extensions.get_or_insert_with(Default::default);
@@ -102,7 +103,23 @@ impl Extension for ErrorCodesExtension {
     ) -> Result<ValidationResult, Vec<ServerError>> {
         next.run(ctx).await.map_err(|mut errs| {
             for e in &mut errs {
-                if let Some((field, why)) = invalid_variable(&e.message) {
+                // async-graphql's own depth and complexity refusals.
+                let limit = match e.message.as_str() {
+                    "Query is nested too deep." => Some((
+                        "QUERY_TOO_DEEP",
+                        "The query is nested too deep",
+                        self.0.depth,
+                    )),
+                    "Query is too complex." => Some((
+                        "QUERY_TOO_COMPLEX",
+                        "The query is too complex",
+                        self.0.complexity,
+                    )),
+                    _ => None,
+                };
+                if let Some((code, what, value)) = limit {
+                    *e = refusal(code, what, value);
+                } else if let Some((field, why)) = invalid_variable(&e.message) {
                     // A value of the wrong type is the caller's input being
                     // wrong, not the document: name the field, as the
                     // service's own validation errors do.

@@ -56,6 +56,16 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             );
         }
     };
+    if let BatchRequest::Batch(ops) = &batch
+        && ops.len() > state.max_batch
+    {
+        let limit = state.max_batch;
+        let body = json!({"errors": [{
+            "message": format!("The batch has too many operations (limit {limit})."),
+            "extensions": {"code": "BATCH_TOO_LARGE", "limit": limit},
+        }]});
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    }
     for request in batch.iter_mut() {
         if let Err(resp) = persisted(&state, request) {
             return resp;
@@ -80,7 +90,9 @@ pub async fn get(
     let query = match params.query {
         Some(q) => q,
         None if persisted_only => String::new(),
-        None if accepts(&headers, "text/html") => return super::playground::page(),
+        None if state.graphiql && accepts(&headers, "text/html") => {
+            return super::playground::page();
+        }
         None => {
             return request_error(
                 StatusCode::BAD_REQUEST,

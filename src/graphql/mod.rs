@@ -5,6 +5,7 @@ mod codes;
 pub mod context;
 mod documents;
 pub mod http;
+pub mod limits;
 mod loaders;
 mod mutation;
 pub mod playground;
@@ -31,15 +32,44 @@ pub type AppSchema = Schema<Query, Mutation, Subscription>;
 /// Builds the schema. Per-request data (identity, loaders) is attached to
 /// each request by [`with_request_data`]; the schema itself holds only the
 /// snapshot URL signer, so `printgate schema` can print it without a database.
-pub fn build_schema(urls: Arc<UrlSigner>) -> AppSchema {
-    Schema::build(Query, Mutation, Subscription)
+pub fn build_schema(urls: Arc<UrlSigner>, options: SchemaOptions) -> AppSchema {
+    let limits = options.limits;
+    let mut builder = Schema::build(Query, Mutation, Subscription)
         .data(urls)
-        .extension(codes::ErrorCodes)
-        .extension(documents::DocumentCache::default())
-        .finish()
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity)
+        .extension(codes::ErrorCodes(limits))
+        // Limits wrap the cache, so cached documents are checked too.
+        .extension(limits::QueryLimits(limits))
+        .extension(documents::DocumentCache::default());
+    if !options.introspection {
+        builder = builder.disable_introspection().disable_suggestions();
+    }
+    builder.finish()
+}
+
+/// How the schema behaves: development defaults, or production's.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaOptions {
+    /// Introspection and field suggestions ("Did you mean ...?").
+    pub introspection: bool,
+    pub limits: limits::Limits,
+}
+
+impl Default for SchemaOptions {
+    fn default() -> Self {
+        Self {
+            introspection: true,
+            limits: limits::Limits::default(),
+        }
+    }
 }
 
 /// The schema in SDL, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    build_schema(Arc::new(UrlSigner::new(Vec::new(), ""))).sdl()
+    build_schema(
+        Arc::new(UrlSigner::new(Vec::new(), "")),
+        SchemaOptions::default(),
+    )
+    .sdl()
 }

@@ -15,7 +15,9 @@ pub struct Query;
 
 #[Object]
 impl Query {
-    /// The viewer's printers, ordered by id.
+    /// The viewer's printers, ordered by id. (A list: counted 20 times its
+    /// selection toward the complexity limit.)
+    #[graphql(complexity = "20 * child_complexity")]
     async fn printers(
         &self,
         ctx: &Context<'_>,

@@ -102,6 +102,8 @@ pub fn test_config(dir: &std::path::Path, url: String) -> Config {
     Config {
         bind: "127.0.0.1:0".into(),
         public_url: String::new(),
+        schema: Default::default(),
+        graphiql: true,
         database: DatabaseConfig::new(url, 5),
         jwt: JwtConfig {
             secret: Some(SECRET.into()),
@@ -122,14 +124,22 @@ impl TestApp {
     /// An app on an existing database (another instance of a cluster), or
     /// on a fresh one.
     pub async fn spawn_on(database_url: Option<String>) -> Self {
+        Self::spawn_with(database_url, |_| {}).await
+    }
+
+    /// An app whose config `adjust` changes first (limits, production mode).
+    pub async fn spawn_with(
+        database_url: Option<String>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let (db_url, pg) = match database_url {
             Some(u) => (u, None),
             None => fresh_database(dir.path()).await,
         };
-        let app = Application::build(test_config(dir.path(), db_url))
-            .await
-            .expect("app builds");
+        let mut config = test_config(dir.path(), db_url);
+        adjust(&mut config);
+        let app = Application::build(config).await.expect("app builds");
         let url = format!("http://{}", app.local_addr().expect("bound"));
         let db = app.state().gateway.service().db().clone();
         tokio::spawn(app.run_until(std::future::pending()));

@@ -8,6 +8,7 @@ mod auth;
 mod cluster;
 mod helpers;
 mod isolation;
+mod limits;
 mod printers;
 mod protocol;
 mod rest;

@@ -63,7 +63,11 @@ async fn statements_for(n: usize) -> usize {
         p.current_print_id = Set(Some(pr.id));
         p.update(&db).await.unwrap();
     }
-    let gateway = Gateway::new(service, Arc::new(UrlSigner::new(b"k".to_vec(), "")));
+    let gateway = Gateway::new(
+        service,
+        Arc::new(UrlSigner::new(b"k".to_vec(), "")),
+        Default::default(),
+    );
     let identity = Identity::Verified(Claims {
         sub: "alice".into(),
         email: None,

@@ -31,7 +31,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         seen.fetch_add(1, Ordering::SeqCst);
     });
     let service = Service::new(db, Arc::new(NoAgents), Arc::new(LocalBus::default()));
-    let gateway = Gateway::new(service.clone(), Arc::new(UrlSigner::new(b"k".to_vec(), "")));
+    let gateway = Gateway::new(
+        service.clone(),
+        Arc::new(UrlSigner::new(b"k".to_vec(), "")),
+        Default::default(),
+    );
     let mut first = Vec::new();
     for (sub, n) in [("three", 3), ("fifty", 50)] {
         let viewer = service
