@@ -254,6 +254,10 @@ impl RestApi {
             .and_then(|u| u.parse::<i32>().ok());
         if let (Some(k), Some(u)) = (key, user) {
             if let Ok(mut users) = self.users.lock() {
+                // Bounded like the cache itself: past it, start over.
+                if users.len() >= 100_000 {
+                    users.clear();
+                }
                 users.insert(k.sub.clone(), u);
             }
             // Kept only when the user was known before asking, so the
