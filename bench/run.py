@@ -32,7 +32,8 @@ def sh(cmd, **kw):
 
 
 def start(args, env=None, log=None):
-    e = dict(os.environ, PRINTGATE_JWT_SECRET=SECRET, RUST_LOG="warn")
+    # Rate limiting off: the load generator is one caller by design.
+    e = dict(os.environ, PRINTGATE_JWT_SECRET=SECRET, RUST_LOG="warn", PRINTGATE_RATE_LIMIT="0")
     e.update(env or {})
     p = subprocess.Popen(args, env=e, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
     procs.append(p)

@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::agent::hub::AgentHub;
 use crate::agent::urls::UrlSigner;
@@ -20,9 +22,10 @@ use crate::config::Config;
 use crate::events::{EventBus, LocalBus};
 use crate::gateway::Gateway;
 use crate::graphql::apq::PersistedQueries;
+use crate::ratelimit::RateLimiter;
 use crate::rest::RestApi;
 use crate::service::{CommandDelivery, Service};
-use crate::{agent, database, graphql};
+use crate::{agent, database, graphql, ratelimit};
 
 /// Largest request body accepted on any route.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -47,6 +50,7 @@ pub struct AppState {
     pub graphiql: bool,
     /// Most operations in one batched request.
     pub max_batch: usize,
+    pub limiter: Arc<RateLimiter>,
 }
 
 impl AppState {
@@ -74,7 +78,35 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit,
+        ))
         .with_state(state)
+}
+
+/// The request timeout and, when origins are configured, CORS.
+fn with_hygiene(router: Router, config: &Config) -> Router {
+    let router = router.layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        config.request_timeout,
+    ));
+    let origins: Vec<HeaderValue> = config
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        // No CORS headers at all: browsers refuse cross-origin calls.
+        return router;
+    }
+    router.layer(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// Liveness: the process answers.
@@ -144,11 +176,13 @@ impl Application {
             persisted: Arc::default(),
             graphiql: config.graphiql,
             max_batch: config.schema.limits.batch,
+            limiter: Arc::new(RateLimiter::new(config.rate_limits)),
         };
         let listener = TcpListener::bind(&config.bind).await?;
+        let router = with_hygiene(router(state.clone()), &config);
         Ok(Self {
             listener,
-            router: router(state.clone()),
+            router,
             state,
         })
     }
@@ -166,9 +200,14 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        // Connection info lets the rate limiter key anonymous callers by IP.
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }
 

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::graphql::SchemaOptions;
 use crate::graphql::limits::Limits;
+use crate::ratelimit::RateLimits;
 
 /// The database used when nothing is configured: a SQLite file in the
 /// working directory, created if missing.
@@ -145,6 +146,25 @@ pub struct Settings {
     /// Most operations in one batched request.
     #[arg(long, env = "PRINTGATE_MAX_BATCH", default_value_t = Limits::default().batch, global = true)]
     pub max_batch: usize,
+    /// Requests per second each caller (a token, or an IP address without
+    /// one) may make, sustained; 0 turns rate limiting off.
+    #[arg(long, env = "PRINTGATE_RATE_LIMIT", default_value_t = RateLimits::default().per_second, global = true)]
+    pub rate_limit: f64,
+    /// Requests a caller may make at once above the sustained rate.
+    #[arg(long, env = "PRINTGATE_RATE_BURST", default_value_t = RateLimits::default().burst, global = true)]
+    pub rate_burst: f64,
+    /// Longest a request may take before it is answered 408.
+    #[arg(long, env = "PRINTGATE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
+    pub request_timeout: Duration,
+    /// Origins allowed to call printgate from a browser (comma-separated,
+    /// e.g. `https://app.example`); none by default.
+    #[arg(
+        long,
+        env = "PRINTGATE_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_origins: Vec<String>,
     /// `development` or `production`.
     #[arg(
         long = "env",
@@ -173,6 +193,10 @@ pub struct Config {
     pub schema: SchemaOptions,
     /// Whether browsers get GraphiQL at `GET /graphql`.
     pub graphiql: bool,
+    pub rate_limits: RateLimits,
+    pub request_timeout: Duration,
+    /// Origins allowed by CORS; empty allows none.
+    pub cors_origins: Vec<String>,
     /// Prefix of snapshot URLs (an origin, or empty for relative paths).
     pub public_url: String,
     pub database: DatabaseConfig,
@@ -234,6 +258,17 @@ impl Settings {
                 },
             },
             graphiql: self.graphiql.unwrap_or(!production),
+            rate_limits: RateLimits {
+                per_second: self.rate_limit.max(0.0),
+                burst: self.rate_burst.max(1.0),
+            },
+            request_timeout: self.request_timeout,
+            cors_origins: self
+                .cors_origins
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
             public_url: self.public_url.clone().unwrap_or_default(),
             database: DatabaseConfig {
                 url: self.database_url.clone(),

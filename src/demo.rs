@@ -42,6 +42,9 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
         public_url: String::new(),
         schema: Default::default(),
         graphiql: true,
+        rate_limits: Default::default(),
+        request_timeout: std::time::Duration::from_secs(30),
+        cors_origins: Vec::new(),
         database: DatabaseConfig::new(
             format!("sqlite://{}?mode=rwc", dir.join("demo.db").display()),
             5,

@@ -3,7 +3,6 @@
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{BatchRequest, BatchResponse, Variables};
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,7 +26,17 @@ pub struct GetParams {
 }
 
 /// `POST /graphql`: one operation or a batch, as JSON.
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+    let headers = req.headers().clone();
+    // Read here, not with an extractor, so an oversized body gets a GraphQL
+    // error body like every other refusal.
+    let Ok(body) = axum::body::to_bytes(req.into_body(), crate::app::MAX_BODY_BYTES).await else {
+        return request_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "The request body is larger than 1 MiB.",
+        );
+    };
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -37,6 +37,11 @@ pub(super) fn document(types: &Types, routes: &[Compiled]) -> Value {
                     "required": ["detail"],
                     "additionalProperties": false,
                 },
+                "Detail429": {
+                    "type": "object",
+                    "properties": {"detail": {"type": "string"}, "errors": {"type": "array"}},
+                    "required": ["detail"],
+                },
                 "FieldErrors": {
                     "description": "The invalid fields (or query parameters), each with its messages.",
                     "type": "object",
@@ -108,6 +113,13 @@ fn operation(types: &Types, c: &Compiled) -> Value {
         error(
             "Missing, malformed, expired or badly signed token.",
             "Detail",
+        ),
+    );
+    responses.insert(
+        "429".into(),
+        error(
+            "Too many requests from this caller; see the Retry-After header.",
+            "Detail429",
         ),
     );
     if r.has_id() {

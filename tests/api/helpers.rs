@@ -104,6 +104,9 @@ pub fn test_config(dir: &std::path::Path, url: String) -> Config {
         public_url: String::new(),
         schema: Default::default(),
         graphiql: true,
+        rate_limits: Default::default(),
+        request_timeout: std::time::Duration::from_secs(30),
+        cors_origins: Vec::new(),
         database: DatabaseConfig::new(url, 5),
         jwt: JwtConfig {
             secret: Some(SECRET.into()),

@@ -207,3 +207,120 @@ async fn production_mode_requires_a_configured_secret() {
         "no development secret was generated"
     );
 }
+
+#[tokio::test]
+async fn a_flooding_user_gets_429_and_another_user_does_not() {
+    let app = TestApp::spawn_with(None, |c| {
+        c.rate_limits = printgate::ratelimit::RateLimits {
+            per_second: 1.0,
+            burst: 5.0,
+        };
+    })
+    .await;
+    let flood = app.token("flood");
+    let calm = app.token("calm");
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let r = app
+            .rest(reqwest::Method::GET, "/api/v1/printers/", Some(&flood))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            let retry: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(retry >= 1);
+            let b: Value = r.json().await.unwrap();
+            assert_eq!(b["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+        }
+    }
+    assert_eq!(&statuses[..5], &[200; 5], "the burst is served");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    // The same caller is limited on GraphQL too; another user is not.
+    let gql = app
+        .client
+        .post(format!("{}/graphql", app.url))
+        .bearer_auth(&flood)
+        .json(&json!({"query": "{ me { id } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gql.status(), 429);
+    let other = app.gql(Some(&calm), "{ me { id } }", json!({})).await;
+    assert!(other["errors"].is_null(), "{other}");
+    // Anonymous callers are limited by address, agents by their token.
+    let agent = app
+        .rest(reqwest::Method::GET, "/api/v1/octo/printer/", None)
+        .header("authorization", "Token nope");
+    assert_eq!(
+        agent.send().await.unwrap().status(),
+        401,
+        "an agent token has its own bucket"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_graphql_body_gets_413_with_a_graphql_error() {
+    let app = TestApp::spawn().await;
+    let big = format!(
+        "{{\"query\": \"{{ me {{ id }} }}\", \"pad\": \"{}\"}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let resp = app
+        .client
+        .post(format!("{}/graphql", app.url))
+        .bearer_auth(app.token("alice"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(b["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE");
+    assert_eq!(app.user_rows().await, 0, "nothing ran");
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_configured_origins() {
+    let app = TestApp::spawn_with(None, |c| {
+        c.cors_origins = vec!["https://app.example".into()]
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, format!("{}/graphql", app.url))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let ok = preflight("https://app.example").await.unwrap();
+    assert_eq!(
+        ok.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("https://app.example")
+    );
+    let evil = preflight("https://evil.example").await.unwrap();
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+    let default = TestApp::spawn().await;
+    let none = default
+        .client
+        .get(format!("{}/healthz", default.url))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        none.headers().get("access-control-allow-origin").is_none(),
+        "nothing allowed by default"
+    );
+}
