@@ -25,7 +25,7 @@ use crate::graphql::apq::PersistedQueries;
 use crate::ratelimit::RateLimiter;
 use crate::rest::RestApi;
 use crate::service::{CommandDelivery, Service};
-use crate::{agent, database, graphql, ratelimit};
+use crate::{agent, database, graphql, metrics, ratelimit};
 
 /// Largest request body accepted on any route.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -51,6 +51,9 @@ pub struct AppState {
     /// Most operations in one batched request.
     pub max_batch: usize,
     pub limiter: Arc<RateLimiter>,
+    /// Flips to true when the server starts shutting down: websockets close
+    /// with 1001 ("going away").
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -75,6 +78,7 @@ pub fn router(state: AppState) -> Router {
             get(graphql::http::get).post(graphql::http::post),
         )
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::serve))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -82,6 +86,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             ratelimit::limit,
         ))
+        .layer(axum::middleware::from_fn(metrics::observe))
         .with_state(state)
 }
 
@@ -177,6 +182,7 @@ impl Application {
             graphiql: config.graphiql,
             max_batch: config.schema.limits.batch,
             limiter: Arc::new(RateLimiter::new(config.rate_limits)),
+            shutdown: tokio::sync::watch::Sender::new(false),
         };
         let listener = TcpListener::bind(&config.bind).await?;
         let router = with_hygiene(router(state.clone()), &config);
@@ -195,11 +201,19 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// Serves until `shutdown` completes; then stops accepting, tells every
+    /// websocket to close with 1001, and finishes in-flight requests (each
+    /// bounded by the request timeout).
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let going_away = self.state.shutdown.clone();
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing websockets, finishing requests");
+            let _ = going_away.send(true);
+        };
         // Connection info lets the rate limiter key anonymous callers by IP.
         axum::serve(
             self.listener,

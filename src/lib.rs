@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod graphql;
+pub mod metrics;
 pub mod ratelimit;
 pub mod rest;
 pub mod service;

@@ -119,6 +119,9 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
     match state.limiter.take(caller(&req)) {
         Ok(()) => next.run(req).await,
         Err(retry_after) => {
+            crate::metrics::metrics()
+                .rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(path = %req.uri().path(), retry_after, "rate limited");
             let mut resp = (
                 StatusCode::TOO_MANY_REQUESTS,

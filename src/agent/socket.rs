@@ -16,6 +16,8 @@ use crate::app::AppState;
 use crate::auth::bearer_token;
 use crate::rest::detail;
 
+/// Close code when the server shuts down ("going away").
+const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code for an agent that floods.
 const CLOSE_POLICY: u16 = 1008;
 /// Sustained frames per second an agent may send, and the burst above it.
@@ -100,8 +102,14 @@ async fn session(state: AppState, printer: printer::Model, socket: WebSocket) {
     service.agent_connected(&printer);
     tracing::info!(printer_id, "agent connected");
     let mut bucket = Bucket::new();
+    let mut shutdown = state.shutdown.subscribe();
     loop {
         tokio::select! {
+            () = going_away(&mut shutdown) => {
+                let frame = CloseFrame { code: CLOSE_GOING_AWAY, reason: "server shutting down".into() };
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+                break;
+            }
             out = outbound.recv() => match out {
                 Some(Outbound::Text(frame, done)) => {
                     if sink.send(Message::Text(frame.into())).await.is_err() {
@@ -144,6 +152,11 @@ async fn session(state: AppState, printer: printer::Model, socket: WebSocket) {
         }
         tracing::info!(printer_id, "agent disconnected");
     }
+}
+
+/// Completes when the server starts shutting down.
+pub async fn going_away(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|down| *down).await.map(|_| ());
 }
 
 async fn handle_text(state: &AppState, printer_id: i32, text: &str) {

@@ -80,9 +80,10 @@ pub async fn post(State(state): State<AppState>, req: axum::extract::Request) ->
             return resp;
         }
     }
+    let operation = operation_label(&batch);
     let identity = state.identify(&headers);
     let resp = state.gateway.execute_batch(identity, batch).await;
-    render(resp, &headers)
+    with_operation(render(resp, &headers), operation)
 }
 
 /// `GET /graphql`: GraphiQL for a browser, otherwise a query (never a
@@ -148,12 +149,46 @@ pub async fn get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
+    let operation = single_label(&request);
     let identity = state.identify(&headers);
     let resp = state
         .gateway
         .execute_batch(identity, BatchRequest::Single(request))
         .await;
-    render(resp, &headers)
+    with_operation(render(resp, &headers), operation)
+}
+
+/// The operation label of a request, for logs and metrics.
+fn operation_label(batch: &BatchRequest) -> String {
+    match batch {
+        BatchRequest::Single(r) => single_label(r),
+        BatchRequest::Batch(rs) => format!("graphql batch of {}", rs.len()),
+    }
+}
+
+/// `graphql <operation name>`: the given name, else the first named
+/// operation in the document (read without parsing it), else `anonymous`.
+fn single_label(r: &async_graphql::Request) -> String {
+    let named = r.operation_name.clone().or_else(|| {
+        let q = r.query.trim_start();
+        let rest = ["query", "mutation", "subscription"]
+            .iter()
+            .find_map(|k| q.strip_prefix(k))?;
+        // `query Name ...` is named; `query { ...` and `query(...` are not.
+        let name: String = rest
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        (!name.is_empty() && rest.starts_with(char::is_whitespace)).then_some(name)
+    });
+    format!("graphql {}", named.as_deref().unwrap_or("anonymous"))
+}
+
+fn with_operation(mut resp: Response, operation: String) -> Response {
+    resp.extensions_mut()
+        .insert(crate::metrics::Operation(operation));
+    resp
 }
 
 /// Resolves a request's persisted query, or gives the answer that says why
@@ -200,6 +235,16 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
 /// it exist). With the GraphQL type, a request that failed before executing
 /// gets a 4xx, as GraphQL-over-HTTP says.
 fn render(resp: BatchResponse, headers: &HeaderMap) -> Response {
+    let responses: Vec<&async_graphql::Response> = match &resp {
+        BatchResponse::Single(r) => vec![r],
+        BatchResponse::Batch(rs) => rs.iter().collect(),
+    };
+    for e in responses.iter().flat_map(|r| &r.errors) {
+        let code = e.extensions.as_ref().and_then(|x| x.get("code"));
+        if let Some(async_graphql::Value::String(c)) = code {
+            crate::metrics::metrics().error(c.as_str());
+        }
+    }
     let graphql_type = accepts(headers, GRAPHQL_RESPONSE);
     let failed_before_execution = match &resp {
         BatchResponse::Single(r) => {

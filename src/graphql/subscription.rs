@@ -30,6 +30,14 @@ struct Watch {
     pending: VecDeque<Printer>,
 }
 
+impl Drop for Watch {
+    fn drop(&mut self) {
+        crate::metrics::metrics()
+            .subscriptions
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl Watch {
     fn concerns(&self, e: &Event) -> bool {
         e.user_id == self.viewer.id() && self.only.is_none_or(|id| id == e.printer_id)
@@ -90,6 +98,9 @@ impl Subscription {
                 Some(n)
             }
         };
+        crate::metrics::metrics()
+            .subscriptions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let watch = Watch {
             rx: service.events().subscribe(),
             service,

@@ -36,10 +36,11 @@ pub async fn subscribe(
 ) -> Response {
     let from_header = state.identify(&headers);
     let schema = state.gateway.schema().clone();
+    let mut shutdown = state.shutdown.subscribe();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| {
-            GraphQLWebSocket::new(stream, schema, protocol)
+        .on_upgrade(move |stream| async move {
+            let serve = GraphQLWebSocket::new(stream, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let identity = match payload_authorization(&payload) {
                         Some(v) => state.keys.identify(Some(&v)),
@@ -53,7 +54,12 @@ pub async fn subscribe(
                     request_data(&ctx, &mut data);
                     Ok(data)
                 })
-                .serve()
+                .serve();
+            // On shutdown the session ends and its socket is dropped.
+            tokio::select! {
+                () = serve => {}
+                () = crate::agent::socket::going_away(&mut shutdown) => {}
+            }
         })
         .into_response()
 }

@@ -128,10 +128,14 @@ impl RestApi {
                           id: Option<Path<String>>,
                           Query(query): Query<Vec<(String, String)>>,
                           req: Request| async move {
-                        state
+                        let mut resp = state
                             .rest
                             .handle(&state, i, id.map(|p| p.0), query, req)
-                            .await
+                            .await;
+                        let op = state.rest.routes[i].route.operation_id;
+                        resp.extensions_mut()
+                            .insert(crate::metrics::Operation(format!("rest {op}")));
+                        resp
                     },
                 ));
             }

@@ -9,6 +9,7 @@ mod cluster;
 mod helpers;
 mod isolation;
 mod limits;
+mod operations;
 mod printers;
 mod protocol;
 mod rest;

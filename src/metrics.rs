@@ -1,0 +1,288 @@
+//! What printgate is doing, for operators: request counts and latencies by
+//! surface, operation and outcome, live agent connections, active
+//! subscriptions, commands delivered or not, database pool use, refusals.
+//! Served in Prometheus's text format at `GET /metrics`. A request id is
+//! given to every request (or taken from a well-formed `x-request-id`),
+//! returned in the `x-request-id` header and attached to every log line of
+//! the request.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::app::AppState;
+
+/// Latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// The operation a response came from, set by the GraphQL and REST handlers
+/// for the request log and the metrics.
+#[derive(Debug, Clone)]
+pub struct Operation(pub String);
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+/// All metrics of this process.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, String), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+    pub subscriptions: AtomicI64,
+    pub commands_delivered: AtomicU64,
+    pub commands_undelivered: AtomicU64,
+    pub rate_limited: AtomicU64,
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::default)
+}
+
+impl Metrics {
+    /// Counts a GraphQL error by its code.
+    pub fn error(&self, code: &str) {
+        if let Ok(mut e) = self.errors.lock() {
+            *e.entry(code.to_owned()).or_insert(0) += 1;
+        }
+    }
+
+    fn request(&self, surface: &str, operation: &str, outcome: &str, seconds: f64) {
+        if let Ok(mut r) = self.requests.lock() {
+            *r.entry((surface.to_owned(), operation.to_owned(), outcome.to_owned()))
+                .or_insert(0) += 1;
+        }
+        if let Ok(mut l) = self.latency.lock() {
+            let h = l.entry(surface.to_owned()).or_default();
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if seconds <= *b {
+                    h.counts[i] += 1;
+                }
+            }
+            h.sum += seconds;
+            h.count += 1;
+        }
+    }
+
+    /// The Prometheus text exposition.
+    fn render(&self, state: &AppState) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP printgate_requests_total Requests by surface, operation and outcome.\n# TYPE printgate_requests_total counter"
+        );
+        if let Ok(r) = self.requests.lock() {
+            for ((s, o, r), n) in r.iter() {
+                let _ = writeln!(
+                    out,
+                    "printgate_requests_total{{surface=\"{s}\",operation=\"{}\",outcome=\"{r}\"}} {n}",
+                    escape(o)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP printgate_request_duration_seconds Request latency by surface.\n# TYPE printgate_request_duration_seconds histogram"
+        );
+        if let Ok(l) = self.latency.lock() {
+            for (s, h) in l.iter() {
+                for (i, b) in BUCKETS.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "printgate_request_duration_seconds_bucket{{surface=\"{s}\",le=\"{b}\"}} {}",
+                        h.counts[i]
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "printgate_request_duration_seconds_bucket{{surface=\"{s}\",le=\"+Inf\"}} {}",
+                    h.count
+                );
+                let _ = writeln!(
+                    out,
+                    "printgate_request_duration_seconds_sum{{surface=\"{s}\"}} {}",
+                    h.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "printgate_request_duration_seconds_count{{surface=\"{s}\"}} {}",
+                    h.count
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP printgate_graphql_errors_total GraphQL errors by code (refusals included).\n# TYPE printgate_graphql_errors_total counter"
+        );
+        if let Ok(e) = self.errors.lock() {
+            for (c, n) in e.iter() {
+                let _ = writeln!(out, "printgate_graphql_errors_total{{code=\"{c}\"}} {n}");
+            }
+        }
+        let gauges = [
+            (
+                "printgate_agent_connections",
+                "Live agent websockets on this instance.",
+                state.agents.len() as i64,
+            ),
+            (
+                "printgate_subscriptions_active",
+                "Active GraphQL subscriptions.",
+                self.subscriptions.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP printgate_commands_total Agent commands by whether they reached a live connection.\n# TYPE printgate_commands_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "printgate_commands_total{{delivered=\"true\"}} {}",
+            self.commands_delivered.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "printgate_commands_total{{delivered=\"false\"}} {}",
+            self.commands_undelivered.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP printgate_rate_limited_total Requests refused by the rate limiter.\n# TYPE printgate_rate_limited_total counter\nprintgate_rate_limited_total {}",
+            self.rate_limited.load(Ordering::Relaxed)
+        );
+        let (size, idle) = pool_use(state);
+        let _ = writeln!(
+            out,
+            "# HELP printgate_db_pool_connections Database pool connections by state.\n# TYPE printgate_db_pool_connections gauge"
+        );
+        let _ = writeln!(
+            out,
+            "printgate_db_pool_connections{{state=\"idle\"}} {idle}"
+        );
+        let _ = writeln!(
+            out,
+            "printgate_db_pool_connections{{state=\"in_use\"}} {}",
+            size.saturating_sub(idle)
+        );
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', " ")
+}
+
+fn pool_use(state: &AppState) -> (u32, u32) {
+    let db = state.gateway.service().db();
+    match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            let p = db.get_postgres_connection_pool();
+            (p.size(), u32::try_from(p.num_idle()).unwrap_or(0))
+        }
+        sea_orm::DatabaseBackend::Sqlite => {
+            let p = db.get_sqlite_connection_pool();
+            (p.size(), u32::try_from(p.num_idle()).unwrap_or(0))
+        }
+        _ => (0, 0),
+    }
+}
+
+/// `GET /metrics`.
+pub async fn serve(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics().render(&state),
+    )
+        .into_response()
+}
+
+/// Which public surface a path belongs to.
+fn surface(path: &str) -> &'static str {
+    if path.starts_with("/graphql") {
+        "graphql"
+    } else if path.starts_with("/api/v1/octo")
+        || path.starts_with("/ws/dev")
+        || path.starts_with("/snapshots")
+    {
+        "agent"
+    } else if path.starts_with("/api/") {
+        "rest"
+    } else {
+        "other"
+    }
+}
+
+/// A request id: the client's when it is short and plain, else a new one.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
+}
+
+/// The middleware: request id, a span for the request's log lines, a
+/// summary line, and the metrics.
+pub async fn observe(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let id = request_id(&req);
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let surface = surface(req.uri().path());
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", request_id = %id, %method, path = %path);
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status();
+    let seconds = start.elapsed().as_secs_f64();
+    let operation = resp
+        .extensions()
+        .get::<Operation>()
+        .map_or_else(|| format!("{method} {path}"), |o| o.0.clone());
+    let outcome = match status {
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        s if s.is_server_error() => "server_error",
+        s if s.is_client_error() => "client_error",
+        _ => "ok",
+    };
+    metrics().request(surface, &operation, outcome, seconds);
+    span.in_scope(|| {
+        tracing::info!(
+            status = status.as_u16(),
+            duration_ms = seconds * 1000.0,
+            operation = %operation,
+            outcome,
+            "request"
+        );
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}

@@ -1,0 +1,170 @@
+//! What operators see: request ids, `/metrics` moving with traffic and
+//! refusals, and a shutdown that closes websockets with 1001 and exits.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::helpers::{TestApp, test_config};
+
+/// The value of one metric line (the sum when several lines match).
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn scrape(app: &TestApp) -> String {
+    app.client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = TestApp::spawn().await;
+    let fresh = app
+        .client
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
+    let id = fresh.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(id.len() >= 16, "{id}");
+    let echoed = app
+        .client
+        .get(format!("{}/healthz", app.url))
+        .header("x-request-id", "client-chosen-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "client-chosen-42");
+    let odd = app
+        .client
+        .get(format!("{}/healthz", app.url))
+        .header("x-request-id", "has spaces and {braces}")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        odd.headers()["x-request-id"],
+        "has spaces and {braces}",
+        "not echoed into logs"
+    );
+}
+
+#[tokio::test]
+async fn metrics_move_with_requests_and_refusals() {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    let before = scrape(&app).await;
+    app.rest(reqwest::Method::GET, "/api/v1/printers/", Some(&token))
+        .send()
+        .await
+        .unwrap();
+    app.gql(Some(&token), "query Mine { printers { id } }", json!({}))
+        .await;
+    app.gql(None, "query Mine { printers { id } }", json!({}))
+        .await;
+    app.gql(
+        Some(&token),
+        "mutation { pausePrint(id: 999) { succeeded } }",
+        json!({}),
+    )
+    .await;
+    let after = scrape(&app).await;
+    let grew = |prefix: &str| metric(&after, prefix) > metric(&before, prefix);
+    assert!(
+        grew(
+            "printgate_requests_total{surface=\"rest\",operation=\"rest listPrinters\",outcome=\"ok\"}"
+        ),
+        "{after}"
+    );
+    assert!(
+        grew(
+            "printgate_requests_total{surface=\"graphql\",operation=\"graphql Mine\",outcome=\"ok\"}"
+        ),
+        "{after}"
+    );
+    assert!(grew(
+        "printgate_graphql_errors_total{code=\"UNAUTHENTICATED\"}"
+    ));
+    assert!(grew("printgate_graphql_errors_total{code=\"NOT_FOUND\"}"));
+    assert!(grew(
+        "printgate_request_duration_seconds_count{surface=\"graphql\"}"
+    ));
+    for name in [
+        "printgate_agent_connections",
+        "printgate_subscriptions_active",
+        "printgate_commands_total{delivered=\"false\"}",
+        "printgate_rate_limited_total",
+        "printgate_db_pool_connections{state=\"idle\"}",
+    ] {
+        assert!(after.contains(name), "{name} missing");
+    }
+}
+
+#[tokio::test]
+async fn shutdown_closes_agent_sockets_with_going_away_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(
+        dir.path(),
+        format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display()),
+    );
+    let app = printgate::Application::build(config).await.unwrap();
+    let base = format!("http://{}", app.local_addr().unwrap());
+    let keys = printgate::auth::JwtKeys::from_secret(crate::helpers::SECRET.as_bytes());
+    let token = keys.mint("alice", None, Duration::from_secs(60)).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(&token)
+        .json(&json!({"query": "mutation { createPrinter(input: {name: \"P\"}) { authToken } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let auth = created["data"]["createPrinter"]["authToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut req = format!("{}/ws/dev/", base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("bearer {auth}").parse().unwrap());
+    let (mut agent, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    agent.next().await; // remote_status
+    stop.send(()).unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = agent.next().await {
+            if let Message::Close(Some(f)) = m {
+                return Some(u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1001));
+    let exited = tokio::time::timeout(Duration::from_secs(10), server).await;
+    assert!(
+        exited.is_ok(),
+        "the server exits once its sockets are closed"
+    );
+}
