@@ -257,7 +257,15 @@ fn render(resp: BatchResponse, headers: &HeaderMap) -> Response {
     } else {
         StatusCode::OK
     };
-    let body = match serde_json::to_vec(&resp) {
+    // A request that failed before executing has no `data` entry at all
+    // (GraphQL-over-HTTP), rather than `"data": null`.
+    let encoded = serde_json::to_value(&resp).map(|mut v| {
+        if failed_before_execution && let Some(o) = v.as_object_mut() {
+            o.remove("data");
+        }
+        v
+    });
+    let body = match encoded.and_then(|v| serde_json::to_vec(&v)) {
         Ok(b) => b,
         Err(e) => {
             let id = crate::error::log_internal(&e.to_string());
