@@ -178,7 +178,16 @@ impl Application {
             agents,
             urls,
             cluster,
-            persisted: Arc::default(),
+            persisted: Arc::new(match &config.trusted_documents {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let manifest: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    PersistedQueries::trusted(&manifest)?
+                }
+                None => PersistedQueries::default(),
+            }),
             graphiql: config.graphiql,
             max_batch: config.schema.limits.batch,
             limiter: Arc::new(RateLimiter::new(config.rate_limits)),

@@ -165,6 +165,11 @@ pub struct Settings {
         global = true
     )]
     pub cors_origins: Vec<String>,
+    /// Trusted-documents mode: a JSON file listing the only GraphQL
+    /// documents clients may run (an array, or an object of hash to
+    /// document); clients cannot register others.
+    #[arg(long, env = "PRINTGATE_TRUSTED_DOCUMENTS", global = true)]
+    pub trusted_documents: Option<PathBuf>,
     /// `development` or `production`.
     #[arg(
         long = "env",
@@ -197,6 +202,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Origins allowed by CORS; empty allows none.
     pub cors_origins: Vec<String>,
+    /// The trusted-documents manifest, when that mode is on.
+    pub trusted_documents: Option<PathBuf>,
     /// Prefix of snapshot URLs (an origin, or empty for relative paths).
     pub public_url: String,
     pub database: DatabaseConfig,
@@ -263,6 +270,7 @@ impl Settings {
                 burst: self.rate_burst.max(1.0),
             },
             request_timeout: self.request_timeout,
+            trusted_documents: self.trusted_documents.clone(),
             cors_origins: self
                 .cors_origins
                 .iter()

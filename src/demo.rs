@@ -45,6 +45,7 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
         rate_limits: Default::default(),
         request_timeout: std::time::Duration::from_secs(30),
         cors_origins: Vec::new(),
+        trusted_documents: None,
         database: DatabaseConfig::new(
             format!("sqlite://{}?mode=rwc", dir.join("demo.db").display()),
             5,

@@ -24,19 +24,62 @@ pub enum ApqError {
     /// The extension is malformed, of another version, or the hash does not
     /// match the document.
     Invalid(&'static str),
+    /// Trusted-documents mode: the document is not one of the registered
+    /// ones.
+    NotAllowed,
 }
 
 /// The registered documents, by SHA-256 hash (hex).
 #[derive(Default)]
 pub struct PersistedQueries {
     docs: Mutex<HashMap<String, String>>,
+    /// Trusted-documents mode: only these documents run, and clients cannot
+    /// register more.
+    trusted_only: bool,
+}
+
+/// The SHA-256 of a document, as APQ names it.
+pub fn hash(document: &str) -> String {
+    hex::encode(Sha256::digest(document.as_bytes()))
 }
 
 impl PersistedQueries {
+    /// Trusted-documents mode with these documents (a JSON array of
+    /// documents, or an object of hash to document as Apollo's manifests
+    /// are written).
+    pub fn trusted(manifest: &serde_json::Value) -> Result<Self, String> {
+        let docs: Vec<String> = match manifest {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|d| d.as_str().map(str::to_owned))
+                .collect(),
+            serde_json::Value::Object(o) => o
+                .values()
+                .filter_map(|d| d.as_str().map(str::to_owned))
+                .collect(),
+            _ => {
+                return Err(
+                    "a trusted-documents manifest is a JSON array or object of documents".into(),
+                );
+            }
+        };
+        Ok(Self {
+            docs: Mutex::new(docs.into_iter().map(|d| (hash(&d), d)).collect()),
+            trusted_only: true,
+        })
+    }
+
+    fn known(&self, h: &str) -> Option<String> {
+        self.docs.lock().ok().and_then(|d| d.get(h).cloned())
+    }
+
     /// Fills in (or registers) the document of a request that carries the
     /// extension; leaves other requests alone.
     pub fn resolve(&self, request: &mut async_graphql::Request) -> Result<(), ApqError> {
         let Some(ext) = request.extensions.get("persistedQuery") else {
+            if self.trusted_only && self.known(&hash(&request.query)).is_none() {
+                return Err(ApqError::NotAllowed);
+            }
             return Ok(());
         };
         let ext = ext
@@ -54,12 +97,19 @@ impl PersistedQueries {
             .ok_or(ApqError::Invalid("persistedQuery needs a sha256Hash."))?
             .to_ascii_lowercase();
         if request.query.is_empty() {
-            let doc = self.docs.lock().ok().and_then(|d| d.get(&hash).cloned());
-            request.query = doc.ok_or(ApqError::NotFound)?;
+            let unknown = if self.trusted_only {
+                ApqError::NotAllowed
+            } else {
+                ApqError::NotFound
+            };
+            request.query = self.known(&hash).ok_or(unknown)?;
             return Ok(());
         }
-        if hex::encode(Sha256::digest(request.query.as_bytes())) != hash {
+        if self::hash(&request.query) != hash {
             return Err(ApqError::Invalid("provided sha does not match query"));
+        }
+        if self.trusted_only {
+            return self.known(&hash).map(|_| ()).ok_or(ApqError::NotAllowed);
         }
         if let Ok(mut docs) = self.docs.lock() {
             if docs.len() >= CAPACITY {

@@ -202,6 +202,11 @@ fn persisted(state: &AppState, request: &mut async_graphql::Request) -> Result<(
             "PersistedQueryNotFound",
         ),
         ApqError::Invalid(why) => request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", why),
+        ApqError::NotAllowed => request_error(
+            StatusCode::BAD_REQUEST,
+            "PERSISTED_QUERY_NOT_ALLOWED",
+            "Only registered (trusted) documents are accepted here.",
+        ),
     })
 }
 

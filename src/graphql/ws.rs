@@ -15,6 +15,13 @@ use super::context::{RequestContext, request_data};
 use crate::app::AppState;
 use crate::auth::Identity;
 
+/// Largest message a subscription client may send (its operations are
+/// small; this stops memory abuse).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Messages per second a subscription client may send, and the burst.
+const MESSAGES_PER_SEC: f64 = 10.0;
+const MESSAGE_BURST: f64 = 50.0;
+
 /// The `Authorization` value in a `connection_init` payload, at the top
 /// level or under `headers`, in any case.
 fn payload_authorization(payload: &Value) -> Option<String> {
@@ -39,8 +46,28 @@ pub async fn subscribe(
     let mut shutdown = state.shutdown.subscribe();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| async move {
-            let serve = GraphQLWebSocket::new(stream, schema, protocol)
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            use futures_util::StreamExt;
+            let (sink, stream) = socket.split();
+            // A client over the message rate has its session ended.
+            let mut bucket = (MESSAGE_BURST, std::time::Instant::now());
+            let stream = stream.take_while(move |_| {
+                let now = std::time::Instant::now();
+                bucket.0 = (bucket.0
+                    + now.duration_since(bucket.1).as_secs_f64() * MESSAGES_PER_SEC)
+                    .min(MESSAGE_BURST);
+                bucket.1 = now;
+                let allowed = bucket.0 >= 1.0;
+                if allowed {
+                    bucket.0 -= 1.0;
+                } else {
+                    tracing::warn!("GraphQL websocket client floods; closing");
+                }
+                std::future::ready(allowed)
+            });
+            let serve = GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let identity = match payload_authorization(&payload) {
                         Some(v) => state.keys.identify(Some(&v)),

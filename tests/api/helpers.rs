@@ -107,6 +107,7 @@ pub fn test_config(dir: &std::path::Path, url: String) -> Config {
         rate_limits: Default::default(),
         request_timeout: std::time::Duration::from_secs(30),
         cors_origins: Vec::new(),
+        trusted_documents: None,
         database: DatabaseConfig::new(url, 5),
         jwt: JwtConfig {
             secret: Some(SECRET.into()),

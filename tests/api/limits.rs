@@ -324,3 +324,43 @@ async fn cors_allows_only_the_configured_origins() {
         "nothing allowed by default"
     );
 }
+
+#[tokio::test]
+async fn trusted_documents_mode_refuses_any_other_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("trusted.json");
+    std::fs::write(
+        &manifest,
+        json!(["query Mine { printers { name } }"]).to_string(),
+    )
+    .unwrap();
+    let path = manifest.clone();
+    let app = TestApp::spawn_with(None, move |c| c.trusted_documents = Some(path)).await;
+    let t = app.token("alice");
+    let ok = app
+        .gql(Some(&t), "query Mine { printers { name } }", json!({}))
+        .await;
+    assert_eq!(ok, json!({"data": {"printers": []}}));
+    let resp = app
+        .client
+        .post(format!("{}/graphql", app.url))
+        .bearer_auth(&t)
+        .json(&json!({"query": "mutation { createPrinter(input: {name: \"x\"}) { id } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_ALLOWED"
+    );
+    assert_eq!(app.printer_rows().await, 0, "nothing ran");
+    // The REST paths run printgate's own documents and are unaffected.
+    let rest = app
+        .rest(reqwest::Method::GET, "/api/v1/printers/", Some(&t))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 200);
+}

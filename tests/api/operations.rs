@@ -168,3 +168,57 @@ async fn shutdown_closes_agent_sockets_with_going_away_and_exits() {
         "the server exits once its sockets are closed"
     );
 }
+
+#[tokio::test]
+async fn a_flooding_subscription_client_is_cut_off() {
+    use futures_util::SinkExt;
+    let app = TestApp::spawn().await;
+    let mut req = format!("{}/graphql/ws", app.url.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let ping = json!({"type": "ping"}).to_string();
+    for _ in 0..200 {
+        if ws.send(Message::Text(ping.clone().into())).await.is_err() {
+            break;
+        }
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(ended.ok(), Some(true), "the session ended");
+    let oversized = "x".repeat(128 * 1024);
+    let mut req = format!("{}/graphql/ws", app.url.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let _ = ws.send(Message::Text(oversized.into())).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        ended.ok(),
+        Some(true),
+        "an oversized message ends the session"
+    );
+}
