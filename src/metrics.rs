@@ -30,6 +30,10 @@ const BUCKETS: [f64; 12] = [
 #[derive(Debug, Clone)]
 pub struct Operation(pub String);
 
+/// The GraphQL error codes of a response, for the request log.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorCodes(pub Vec<String>);
+
 #[derive(Default)]
 struct Histogram {
     counts: [u64; BUCKETS.len()],
@@ -272,12 +276,18 @@ pub async fn observe(req: Request, next: Next) -> Response {
         _ => "ok",
     };
     metrics().request(surface, &operation, outcome, seconds);
+    let codes = resp
+        .extensions()
+        .get::<ErrorCodes>()
+        .map(|c| c.0.join(","))
+        .unwrap_or_default();
     span.in_scope(|| {
         tracing::info!(
             status = status.as_u16(),
             duration_ms = seconds * 1000.0,
             operation = %operation,
             outcome,
+            error_codes = %codes,
             "request"
         );
     });

@@ -78,7 +78,12 @@ struct Form {
 
 /// A multipart failure: 413 when the body is over the cap, else 400.
 fn multipart_error(e: &axum::extract::multipart::MultipartError) -> Response {
-    let status = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    form_error(e.status(), e)
+}
+
+/// A form that could not be read: 413 when it was over the cap, else 400.
+fn form_error(status: StatusCode, e: &dyn std::fmt::Display) -> Response {
+    let status = if status == StatusCode::PAYLOAD_TOO_LARGE {
         StatusCode::PAYLOAD_TOO_LARGE
     } else {
         StatusCode::BAD_REQUEST
@@ -116,7 +121,7 @@ async fn read_form(state: &AppState, req: Request) -> Result<Form, Response> {
     } else {
         let axum::Form(fields) = axum::Form::<HashMap<String, String>>::from_request(req, state)
             .await
-            .map_err(|e| detail(StatusCode::BAD_REQUEST, &format!("Malformed form: {e}")))?;
+            .map_err(|e| form_error(e.status(), &e))?;
         form.fields = fields;
     }
     Ok(form)

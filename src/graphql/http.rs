@@ -244,10 +244,12 @@ fn render(resp: BatchResponse, headers: &HeaderMap) -> Response {
         BatchResponse::Single(r) => vec![r],
         BatchResponse::Batch(rs) => rs.iter().collect(),
     };
+    let mut codes = Vec::new();
     for e in responses.iter().flat_map(|r| &r.errors) {
         let code = e.extensions.as_ref().and_then(|x| x.get("code"));
         if let Some(async_graphql::Value::String(c)) = code {
             crate::metrics::metrics().error(c.as_str());
+            codes.push(c.clone());
         }
     }
     let graphql_type = accepts(headers, GRAPHQL_RESPONSE);
@@ -286,7 +288,10 @@ fn render(resp: BatchResponse, headers: &HeaderMap) -> Response {
     } else {
         "application/json"
     };
-    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+    let mut resp = (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
+    resp.extensions_mut()
+        .insert(crate::metrics::ErrorCodes(codes));
+    resp
 }
 
 /// A request-level GraphQL error (nothing executed).

@@ -364,3 +364,38 @@ async fn trusted_documents_mode_refuses_any_other_document() {
         .unwrap();
     assert_eq!(rest.status(), 200);
 }
+
+#[tokio::test]
+async fn a_2_mib_body_gets_413_on_the_agent_endpoints_too() {
+    let app = TestApp::spawn().await;
+    let t = app.token("alice");
+    let auth = app
+        .gql(
+            Some(&t),
+            "mutation { createPrinter(input: {name: \"P\"}) { authToken } }",
+            json!({}),
+        )
+        .await["data"]["createPrinter"]["authToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let big = "x".repeat(2 * 1024 * 1024);
+    let resp = app
+        .rest(reqwest::Method::POST, "/api/v1/octo/g_code_files/", None)
+        .header("authorization", format!("Token {auth}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("filename=a.gcode&url={big}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert!(
+        entity::g_code_file::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+use sea_orm::EntityTrait;

@@ -150,6 +150,25 @@ async fn shutdown_closes_agent_sockets_with_going_away_and_exits() {
         .insert("authorization", format!("bearer {auth}").parse().unwrap());
     let (mut agent, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     agent.next().await; // remote_status
+    let mut sreq = format!("{}/graphql/ws", base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    sreq.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut sub, _) = tokio_tungstenite::connect_async(sreq).await.unwrap();
+    {
+        use futures_util::SinkExt;
+        let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
+        sub.send(Message::Text(init.to_string().into()))
+            .await
+            .unwrap();
+        sub.next().await; // connection_ack
+        let s = json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { printerUpdated { id } }"}});
+        sub.send(Message::Text(s.to_string().into())).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     stop.send(()).unwrap();
     let code = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(Ok(m)) = agent.next().await {
@@ -162,6 +181,16 @@ async fn shutdown_closes_agent_sockets_with_going_away_and_exits() {
     .await
     .unwrap();
     assert_eq!(code, Some(1001));
+    let sub_ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match sub.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(sub_ended.ok(), Some(true), "subscriptions end on shutdown");
     let exited = tokio::time::timeout(Duration::from_secs(10), server).await;
     assert!(
         exited.is_ok(),
