@@ -212,8 +212,8 @@ def main():
 
     # Memory: 10,000 printers in the database and 1,000 connected agents.
     tm = token("bench-memory")
-    for start_i in range(0, 10000 - 1000, 50):
-        batch = [{"query": "mutation($n: String!) { createPrinter(input: {name: $n}) { id } }", "variables": {"n": f"m{start_i + i}"}} for i in range(50)]
+    for start_i in range(0, 10000 - 1000, 10):
+        batch = [{"query": "mutation($n: String!) { createPrinter(input: {name: $n}) { id } }", "variables": {"n": f"m{start_i + i}"}} for i in range(10)]
         http("POST", base + "/graphql", tm, batch)
     mem = subprocess.Popen([BIN, "simulate", "--url", base, "--printers", "1000", "--jwt", tm, "--interval", "5s", "--no-snapshots"], env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs.append(mem)

@@ -296,8 +296,9 @@ pub async fn create_printers(
     n: usize,
 ) -> Result<Vec<String>, String> {
     let mut tokens = Vec::with_capacity(n);
-    for chunk_start in (0..n).step_by(50) {
-        let batch: Vec<Value> = (chunk_start..(chunk_start + 50).min(n))
+    // Batches of 10: the server's default batch limit.
+    for chunk_start in (0..n).step_by(10) {
+        let batch: Vec<Value> = (chunk_start..(chunk_start + 10).min(n))
             .map(|i| {
                 json!({"query": "mutation($n: String!) { createPrinter(input: {name: $n}) { authToken } }",
                        "variables": {"n": format!("sim-{i}")}})

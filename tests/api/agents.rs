@@ -771,3 +771,14 @@ async fn the_agent_http_endpoints_answer_as_obico_does() {
 }
 
 use sea_orm::EntityTrait;
+
+#[tokio::test]
+async fn the_simulator_creates_printers_within_the_batch_limit() {
+    let app = TestApp::spawn().await;
+    let jwt = app.token("sim");
+    let tokens = printgate::simulate::create_printers(&app.client, &app.url, &jwt, 25)
+        .await
+        .unwrap();
+    assert_eq!(tokens.len(), 25);
+    assert_eq!(app.printer_rows().await, 25);
+}
