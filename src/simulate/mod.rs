@@ -100,6 +100,8 @@ enum Phase {
     Heating,
     Printing,
     Paused,
+    /// Paused at the printer (a filament swap), resuming after this many ticks.
+    PausedAtPrinter(u32),
 }
 
 /// One simulated printer.
@@ -172,8 +174,23 @@ impl Printer {
             Phase::Idle(k) => self.phase = Phase::Idle(k - 1),
             Phase::Heating if (tool_target - self.tool).abs() < 5.0 => self.phase = Phase::Printing,
             Phase::Heating | Phase::Paused => {}
+            Phase::PausedAtPrinter(0) => {
+                self.phase = Phase::Printing;
+                self.event =
+                    Some(json!({"event_type": "PrintResumed", "data": {"name": self.file}}));
+            }
+            Phase::PausedAtPrinter(k) => self.phase = Phase::PausedAtPrinter(k - 1),
             Phase::Printing => {
+                let before = self.completion;
                 self.completion = (self.completion + speed).min(100.0);
+                // Every third printer stops half-way for a filament swap, as
+                // a farm's printers do, so pausing is seen without a command.
+                if self.n % 3 == 2 && before < 50.0 && self.completion >= 50.0 {
+                    self.phase = Phase::PausedAtPrinter(4);
+                    self.event =
+                        Some(json!({"event_type": "PrintPaused", "data": {"name": self.file}}));
+                    return;
+                }
                 if self.completion >= 100.0 {
                     self.event =
                         Some(json!({"event_type": "PrintDone", "data": {"name": self.file}}));
@@ -185,7 +202,7 @@ impl Printer {
 
     fn targets(&self) -> (f64, f64) {
         match self.phase {
-            Phase::Heating | Phase::Printing => (215.0, 60.0),
+            Phase::Heating | Phase::Printing | Phase::PausedAtPrinter(_) => (215.0, 60.0),
             Phase::Paused | Phase::Idle(_) => (25.0, 24.0),
         }
     }
@@ -198,7 +215,7 @@ impl Printer {
     /// Obeys a command from the server.
     fn command(&mut self, cmd: &str) {
         match (cmd, self.phase) {
-            ("pause", Phase::Printing | Phase::Heating) => {
+            ("pause", Phase::Printing | Phase::Heating | Phase::PausedAtPrinter(_)) => {
                 self.phase = Phase::Paused;
                 self.event =
                     Some(json!({"event_type": "PrintPaused", "data": {"name": self.file}}));
@@ -208,7 +225,10 @@ impl Printer {
                 self.event =
                     Some(json!({"event_type": "PrintResumed", "data": {"name": self.file}}));
             }
-            ("cancel", Phase::Printing | Phase::Heating | Phase::Paused) => {
+            (
+                "cancel",
+                Phase::Printing | Phase::Heating | Phase::Paused | Phase::PausedAtPrinter(_),
+            ) => {
                 self.event = Some(
                     json!({"event_type": "PrintFailed", "data": {"name": self.file, "reason": "cancelled"}}),
                 );
@@ -219,7 +239,10 @@ impl Printer {
     }
 
     fn printing(&self) -> bool {
-        matches!(self.phase, Phase::Printing | Phase::Heating | Phase::Paused)
+        matches!(
+            self.phase,
+            Phase::Printing | Phase::Heating | Phase::Paused | Phase::PausedAtPrinter(_)
+        )
     }
 
     /// The status message for this tick.
@@ -230,8 +253,9 @@ impl Printer {
         let text = match self.phase {
             Phase::Idle(_) => "Operational",
             Phase::Heating | Phase::Printing => "Printing",
-            Phase::Paused => "Paused",
+            Phase::Paused | Phase::PausedAtPrinter(_) => "Paused",
         };
+        let paused = matches!(self.phase, Phase::Paused | Phase::PausedAtPrinter(_));
         let layer = (self.completion * 2.0).floor();
         let printing = matches!(self.phase, Phase::Printing | Phase::Heating);
         let current_print_ts = if self.ending {
@@ -254,7 +278,7 @@ impl Printer {
                 "_sim_seq": self.seq,
                 "_sim_sent_ms": chrono::Utc::now().timestamp_millis(),
                 "state": {"text": text, "flags": {
-                    "operational": true, "printing": printing, "paused": self.phase == Phase::Paused,
+                    "operational": true, "printing": printing, "paused": paused,
                     "pausing": false, "cancelling": false, "error": false, "ready": !printing, "closedOrError": false
                 }},
                 "job": {"file": {"name": if self.printing() { json!(self.file) } else { Value::Null }}},
@@ -554,6 +578,23 @@ mod tests {
         assert!(saw.iter().any(|(_, e)| e == "PrintStarted"));
         assert!(saw.iter().any(|(_, e)| e == "PrintDone"));
         assert!(saw.iter().any(|(ts, _)| *ts > 0));
+    }
+
+    #[test]
+    fn every_third_printer_pauses_half_way_and_resumes() {
+        let mut p = Printer::new(2);
+        let mut events = Vec::new();
+        for _ in 0..400 {
+            p.tick(5.0);
+            let f = p.frame(false, false);
+            events.push(f["event"]["event_type"].as_str().unwrap_or("").to_owned());
+        }
+        let paused = events.iter().position(|e| e == "PrintPaused");
+        let resumed = events.iter().position(|e| e == "PrintResumed");
+        assert!(
+            matches!((paused, resumed), (Some(a), Some(b)) if a < b),
+            "{events:?}"
+        );
     }
 
     #[test]
