@@ -44,8 +44,8 @@ struct Histogram {
 /// All metrics of this process.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, String), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    requests: Mutex<BTreeMap<(&'static str, String, &'static str), u64>>,
+    latency: Mutex<BTreeMap<&'static str, Histogram>>,
     errors: Mutex<BTreeMap<String, u64>>,
     pub subscriptions: AtomicI64,
     pub commands_delivered: AtomicU64,
@@ -67,13 +67,18 @@ impl Metrics {
         }
     }
 
-    fn request(&self, surface: &str, operation: &str, outcome: &str, seconds: f64) {
+    fn request(
+        &self,
+        surface: &'static str,
+        operation: String,
+        outcome: &'static str,
+        seconds: f64,
+    ) {
         if let Ok(mut r) = self.requests.lock() {
-            *r.entry((surface.to_owned(), operation.to_owned(), outcome.to_owned()))
-                .or_insert(0) += 1;
+            *r.entry((surface, operation, outcome)).or_insert(0) += 1;
         }
         if let Ok(mut l) = self.latency.lock() {
-            let h = l.entry(surface.to_owned()).or_default();
+            let h = l.entry(surface).or_default();
             for (i, b) in BUCKETS.iter().enumerate() {
                 if seconds <= *b {
                     h.counts[i] += 1;
@@ -275,7 +280,7 @@ pub async fn observe(req: Request, next: Next) -> Response {
         s if s.is_client_error() => "client_error",
         _ => "ok",
     };
-    metrics().request(surface, &operation, outcome, seconds);
+    metrics().request(surface, operation.clone(), outcome, seconds);
     let codes = resp
         .extensions()
         .get::<ErrorCodes>()

@@ -75,7 +75,11 @@ impl Service {
             .ok_or(AppError::NotFound)
     }
 
-    async fn current_print(&self, p: &printer::Model) -> Result<Option<print::Model>, AppError> {
+    /// The printer's current print, if any.
+    pub(super) async fn current_print(
+        &self,
+        p: &printer::Model,
+    ) -> Result<Option<print::Model>, AppError> {
         match p.current_print_id {
             Some(id) => Ok(print::Entity::find_by_id(id).one(self.db()).await?),
             None => Ok(None),

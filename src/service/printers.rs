@@ -286,10 +286,7 @@ impl Service {
         action: PrinterAction,
     ) -> Result<ActionOutcome, AppError> {
         let printer = self.existing_printer(viewer, id).await?;
-        let current = match printer.current_print_id {
-            Some(pid) => print::Entity::find_by_id(pid).one(self.db()).await?,
-            None => None,
-        };
+        let current = self.current_print(&printer).await?;
         let Some(current) = current else {
             return Ok(ActionOutcome {
                 succeeded: false,
@@ -371,10 +368,7 @@ impl Service {
         viewer: &Viewer,
         printer: &printer::Model,
     ) -> Result<(), AppError> {
-        let current = match printer.current_print_id {
-            Some(pid) => print::Entity::find_by_id(pid).one(self.db()).await?,
-            None => None,
-        };
+        let current = self.current_print(printer).await?;
         let watch = rules::should_watch(printer, &viewer.user, current.as_ref());
         self.commands.should_watch_changed(printer.id, watch).await;
         Ok(())

@@ -6,14 +6,10 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::helpers::{SECRET, TestApp};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::helpers::{SECRET, TestApp, Ws, graphql_ws};
 
 /// A printer of `token`'s user and its agent token.
 async fn printer_with_agent_token(app: &TestApp, token: &str) -> (String, String) {
@@ -484,13 +480,7 @@ async fn garbage_frames_change_nothing_and_keep_the_connection() {
 
 /// A graphql-transport-ws subscriber to `printerUpdated` (all printers).
 async fn subscriber(app: &TestApp, token: &str) -> Ws {
-    let url = format!("{}/graphql/ws", app.url.replace("http://", "ws://"));
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut ws = graphql_ws(&app.url, None).await;
     send(
         &mut ws,
         json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}),
@@ -565,17 +555,8 @@ async fn subscribing_to_someone_elses_printer_is_not_found() {
     let app = TestApp::spawn().await;
     let alice = app.token("alice");
     let (id, _) = printer_with_agent_token(&app, &alice).await;
-    let url = format!("{}/graphql/ws", app.url.replace("http://", "ws://"));
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", app.token("bob")).parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let bob = format!("Bearer {}", app.token("bob"));
+    let mut ws = graphql_ws(&app.url, Some(&bob)).await;
     send(&mut ws, json!({"type": "connection_init"})).await;
     assert_eq!(next_json(&mut ws).await["type"], "connection_ack");
     send(&mut ws, json!({"id": "1", "type": "subscribe", "payload": {"query": format!("subscription {{ printerUpdated(id: \"{id}\") {{ id }} }}")}})).await;

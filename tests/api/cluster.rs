@@ -11,10 +11,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{FreshPostgres, PG_ENV, SECRET, TestApp};
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::helpers::{FreshPostgres, PG_ENV, SECRET, TestApp, Ws, graphql_ws};
 
 /// The PostgreSQL admin URL, or a notice (outside the captured output) that
 /// these tests were skipped and how to run them.
@@ -155,14 +152,7 @@ async fn two_instances_share_commands_subscriptions_presence_and_survive_a_crash
         .to_owned();
 
     // A subscriber on B.
-    let mut req = format!("{}/graphql/ws", b.url.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut sub, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut sub = graphql_ws(&b.url, None).await;
     send(
         &mut sub,
         json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}),

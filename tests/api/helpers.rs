@@ -275,3 +275,28 @@ pub fn error_code(body: &Value) -> &str {
         .as_str()
         .unwrap_or_else(|| panic!("no error code in {body}"))
 }
+
+/// A websocket to `/graphql/ws` speaking graphql-transport-ws, optionally
+/// with an `Authorization` header on the upgrade request.
+pub async fn graphql_ws(base: &str, authorization: Option<&str>) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("{}/graphql/ws", base.replace("http://", "ws://"))
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    if let Some(a) = authorization {
+        req.headers_mut()
+            .insert("authorization", a.parse().expect("header"));
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .expect("handshake")
+        .0
+}
+
+/// A client websocket.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{TestApp, test_config};
+use crate::helpers::{TestApp, Ws, graphql_ws, test_config};
 
 /// The value of one metric line (the sum when several lines match).
 fn metric(text: &str, prefix: &str) -> f64 {
@@ -17,9 +17,6 @@ fn metric(text: &str, prefix: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Whether the server ends the websocket session within 5 s.
 async fn ends(ws: &mut Ws) -> bool {
@@ -167,14 +164,7 @@ async fn shutdown_closes_agent_sockets_with_going_away_and_exits() {
         .insert("authorization", format!("bearer {auth}").parse().unwrap());
     let (mut agent, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     agent.next().await; // remote_status
-    let mut sreq = format!("{}/graphql/ws", base.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    sreq.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut sub, _) = tokio_tungstenite::connect_async(sreq).await.unwrap();
+    let mut sub = graphql_ws(&base, None).await;
     {
         use futures_util::SinkExt;
         let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
@@ -210,14 +200,7 @@ async fn shutdown_closes_agent_sockets_with_going_away_and_exits() {
 async fn a_flooding_subscription_client_is_cut_off() {
     use futures_util::SinkExt;
     let app = TestApp::spawn().await;
-    let mut req = format!("{}/graphql/ws", app.url.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut ws = graphql_ws(&app.url, None).await;
     let ping = json!({"type": "ping"}).to_string();
     for _ in 0..200 {
         if ws.send(Message::Text(ping.clone().into())).await.is_err() {
@@ -226,14 +209,7 @@ async fn a_flooding_subscription_client_is_cut_off() {
     }
     assert!(ends(&mut ws).await, "the session ended");
     let oversized = "x".repeat(128 * 1024);
-    let mut req = format!("{}/graphql/ws", app.url.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut ws = graphql_ws(&app.url, None).await;
     let _ = ws.send(Message::Text(oversized.into())).await;
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
