@@ -1,11 +1,12 @@
-//! The application: state shared by the handlers, the router, and
-//! [`Application`], which binds a listener and serves until stopped.
+//! The application: composes every edge's router over the shared
+//! [`AppState`], and [`Application`], which binds a listener and serves
+//! until stopped. Nothing below the edges imports this module.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,7 +17,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::agent::hub::AgentHub;
 use crate::agent::urls::UrlSigner;
-use crate::auth::{Identity, JwtKeys};
+use crate::auth::JwtKeys;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::events::{EventBus, LocalBus};
@@ -25,51 +26,16 @@ use crate::graphql::apq::PersistedQueries;
 use crate::ratelimit::RateLimiter;
 use crate::rest::RestApi;
 use crate::service::{CommandDelivery, Service};
+use crate::state::{AppState, MAX_BODY_BYTES};
 use crate::{agent, database, graphql, metrics, ratelimit};
-
-/// Largest request body accepted on any route.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// A start-up failure (bad configuration, unreachable database, busy port).
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub gateway: Gateway,
-    pub keys: Arc<JwtKeys>,
-    pub rest: Arc<RestApi>,
-    /// This instance's live agent connections.
-    pub agents: Arc<AgentHub>,
-    pub urls: Arc<UrlSigner>,
-    /// The link to other instances (PostgreSQL only).
-    pub cluster: Option<Arc<Cluster>>,
-    /// Registered automatic persisted queries.
-    pub persisted: Arc<PersistedQueries>,
-    /// Whether browsers get GraphiQL.
-    pub graphiql: bool,
-    /// Most operations in one batched request.
-    pub max_batch: usize,
-    pub limiter: Arc<RateLimiter>,
-    /// Flips to true when the server starts shutting down: websockets close
-    /// with 1001 ("going away").
-    pub shutdown: tokio::sync::watch::Sender<bool>,
-}
-
-impl AppState {
-    /// Verifies the request's bearer token, once, at the edge.
-    pub fn identify(&self, headers: &HeaderMap) -> Identity {
-        let value = headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or("\u{0}"));
-        self.keys.identify(value)
-    }
-}
-
 /// All routes, with their layers applied once.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, rest: &Arc<RestApi>) -> Router {
     Router::new()
-        .merge(state.rest.router())
+        .merge(rest.router())
         .merge(agent::router())
         .route("/graphql/ws", get(graphql::ws::subscribe))
         .route("/graphiql/{file}", get(graphql::playground::asset))
@@ -83,7 +49,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            ratelimit::Guard {
+                limiter: state.limiter.clone(),
+                keys: state.keys.clone(),
+            },
             ratelimit::limit,
         ))
         .layer(axum::middleware::from_fn(metrics::observe))
@@ -174,7 +143,6 @@ impl Application {
         let state = AppState {
             gateway,
             keys,
-            rest,
             agents,
             urls,
             cluster,
@@ -190,11 +158,11 @@ impl Application {
             }),
             graphiql: config.graphiql,
             max_batch: config.schema.limits.batch,
-            limiter: Arc::new(RateLimiter::new(config.rate_limits)),
+            limiter: Arc::new(RateLimiter::new(config.rate_limits.clone())),
             shutdown: tokio::sync::watch::Sender::new(false),
         };
         let listener = TcpListener::bind(&config.bind).await?;
-        let router = with_hygiene(router(state.clone()), &config);
+        let router = with_hygiene(router(state.clone(), &rest), &config);
         Ok(Self {
             listener,
             router,

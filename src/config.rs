@@ -153,6 +153,23 @@ pub struct Settings {
     /// Requests a caller may make at once above the sustained rate.
     #[arg(long, env = "PRINTGATE_RATE_BURST", default_value_t = RateLimits::default().burst, global = true)]
     pub rate_burst: f64,
+    /// Requests per second one client address may make, sustained, whoever
+    /// the callers behind it are.
+    #[arg(long, env = "PRINTGATE_RATE_LIMIT_PER_ADDRESS", default_value_t = RateLimits::default().per_address_per_second, global = true)]
+    pub rate_limit_per_address: f64,
+    /// Requests a client address may make at once above its sustained rate.
+    #[arg(long, env = "PRINTGATE_RATE_BURST_PER_ADDRESS", default_value_t = RateLimits::default().per_address_burst, global = true)]
+    pub rate_burst_per_address: f64,
+    /// Reverse proxies (addresses or CIDR ranges, comma-separated) whose
+    /// `X-Forwarded-For` names the client; from anyone else it is ignored.
+    #[arg(
+        long,
+        env = "PRINTGATE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = parse_net,
+        global = true
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Longest a request may take before it is answered 408.
     #[arg(long, env = "PRINTGATE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub request_timeout: Duration,
@@ -268,6 +285,9 @@ impl Settings {
             rate_limits: RateLimits {
                 per_second: self.rate_limit.max(0.0),
                 burst: self.rate_burst.max(1.0),
+                per_address_per_second: self.rate_limit_per_address.max(0.0),
+                per_address_burst: self.rate_burst_per_address.max(1.0),
+                trusted_proxies: self.trusted_proxies.clone(),
             },
             request_timeout: self.request_timeout,
             trusted_documents: self.trusted_documents.clone(),
@@ -294,6 +314,14 @@ impl Settings {
             },
         }
     }
+}
+
+/// An address (`10.0.0.1`) or a range (`10.0.0.0/8`).
+fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is not an IP address or CIDR range"))
 }
 
 /// The development secret sits beside the SQLite file (`printgate.db` ->

@@ -18,10 +18,13 @@ pub mod gateway;
 pub mod graphql;
 pub mod metrics;
 pub mod ratelimit;
+pub mod responses;
 pub mod rest;
 pub mod service;
 pub mod simulate;
+pub mod state;
 pub mod telemetry;
 
-pub use app::{AppState, Application};
+pub use app::Application;
 pub use config::Config;
+pub use state::AppState;

@@ -18,7 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -227,7 +227,7 @@ pub async fn serve(State(state): State<AppState>) -> Response {
 }
 
 /// Which public surface a path belongs to.
-fn surface(path: &str) -> &'static str {
+pub fn surface(path: &str) -> &'static str {
     if path.starts_with("/graphql") {
         "graphql"
     } else if path.starts_with("/api/v1/octo")

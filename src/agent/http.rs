@@ -4,23 +4,30 @@
 
 use std::collections::HashMap;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::Utc;
 use entity::printer;
 use serde_json::json;
 
 use super::MAX_PIC_BYTES;
-use crate::app::AppState;
 use crate::error::AppError;
-use crate::rest::detail;
+use crate::ratelimit::{ClientAddr, charge_agent};
+use crate::responses::{detail, field_error};
 use crate::service::{GCodeFile, PrinterEvent};
+use crate::state::AppState;
 
-/// The printer whose agent token the request carries, or a 401.
-async fn agent(state: &AppState, headers: &HeaderMap) -> Result<printer::Model, Response> {
+/// The printer whose agent token the request carries, or a 401 (or a 429
+/// once the printer, or the address failing to authenticate, is over its
+/// rate).
+async fn agent(
+    state: &AppState,
+    headers: &HeaderMap,
+    addr: Option<&ClientAddr>,
+) -> Result<printer::Model, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -31,6 +38,13 @@ async fn agent(state: &AppState, headers: &HeaderMap) -> Result<printer::Model, 
         Some(t) => state.gateway.service().agent_printer(t).await,
         None => Ok(None),
     };
+    let id = match &found {
+        Ok(Some(p)) => Some(p.id),
+        _ => None,
+    };
+    if found.is_ok() {
+        charge_agent(&state.limiter, id, addr)?;
+    }
     match found {
         Ok(Some(p)) => Ok(p),
         Ok(None) => Err(detail(
@@ -47,8 +61,12 @@ fn internal(e: AppError) -> Response {
 }
 
 /// `GET /api/v1/octo/printer/`: the agent checks its token here first.
-pub async fn printer(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let p = match agent(&state, &headers).await {
+pub async fn printer(
+    State(state): State<AppState>,
+    addr: Option<Extension<ClientAddr>>,
+    headers: HeaderMap,
+) -> Response {
+    let p = match agent(&state, &headers, addr.as_ref().map(|a| &a.0)).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -129,7 +147,8 @@ async fn read_form(state: &AppState, req: Request) -> Result<Form, Response> {
 
 /// The printer whose agent sent the request, and the request's form.
 async fn agent_form(state: &AppState, req: Request) -> Result<(printer::Model, Form), Response> {
-    let p = agent(state, req.headers()).await?;
+    let addr = req.extensions().get::<ClientAddr>().copied();
+    let p = agent(state, req.headers(), addr.as_ref()).await?;
     let form = read_form(state, req).await?;
     Ok((p, form))
 }
@@ -198,13 +217,13 @@ pub async fn g_code_file(State(state): State<AppState>, req: Request) -> Respons
     };
     let field = |k: &str| form.fields.get(k).cloned();
     let Some(filename) = field("filename").filter(|f| !f.is_empty()) else {
-        return json_error("filename", "This field is required.");
+        return field_error("filename", "This field is required.");
     };
     let num_bytes = match field("num_bytes") {
         None => None,
         Some(n) => match n.trim().parse::<i64>() {
             Ok(n) if n >= 0 => Some(n),
-            _ => return json_error("num_bytes", "A valid integer is required."),
+            _ => return field_error("num_bytes", "A valid integer is required."),
         },
     };
     let file = GCodeFile {
@@ -228,7 +247,7 @@ pub async fn printer_event(State(state): State<AppState>, req: Request) -> Respo
     };
     let field = |k: &str| form.fields.get(k).cloned();
     let Some(event_type) = field("event_type").filter(|t| !t.is_empty()) else {
-        return json_error("event_type", "This field is required.");
+        return field_error("event_type", "This field is required.");
     };
     let event = PrinterEvent {
         event_type,
@@ -241,10 +260,6 @@ pub async fn printer_event(State(state): State<AppState>, req: Request) -> Respo
         Ok(()) => (StatusCode::CREATED, Json(json!({"result": "ok"}))).into_response(),
         Err(e) => internal(e),
     }
-}
-
-fn json_error(field: &str, message: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ field: [message] }))).into_response()
 }
 
 /// `GET /snapshots/{id}.jpg?v=&exp=&sig=`: the image, for whoever holds a

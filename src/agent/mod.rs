@@ -13,7 +13,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Largest snapshot accepted.
 pub const MAX_PIC_BYTES: usize = 5 * 1024 * 1024;

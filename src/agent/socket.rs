@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -12,9 +13,10 @@ use futures_util::{SinkExt, StreamExt};
 
 use super::frames::{self, Frame};
 use super::hub::{Outbound, remote_status};
-use crate::app::AppState;
 use crate::auth::bearer_token;
-use crate::rest::detail;
+use crate::ratelimit::{ClientAddr, charge_agent};
+use crate::responses::detail;
+use crate::state::AppState;
 
 /// Close code when the server shuts down ("going away").
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -29,6 +31,7 @@ const BURST: f64 = 200.0;
 /// 401 before any upgrade.
 pub async fn upgrade(
     State(state): State<AppState>,
+    addr: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -40,6 +43,15 @@ pub async fn upgrade(
         Some(t) => state.gateway.service().agent_printer(t).await,
         None => Ok(None),
     };
+    if let Ok(p) = &found
+        && let Err(refused) = charge_agent(
+            &state.limiter,
+            p.as_ref().map(|p| p.id),
+            addr.as_ref().map(|a| &a.0),
+        )
+    {
+        return refused;
+    }
     match found {
         Ok(Some(p)) => ws
             .max_message_size(frames::MAX_FRAME_BYTES * 4)

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::apq::ApqError;
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The media type GraphQL-over-HTTP defines for responses.
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -30,7 +30,7 @@ pub async fn post(State(state): State<AppState>, req: axum::extract::Request) ->
     let headers = req.headers().clone();
     // Read here, not with an extractor, so an oversized body gets a GraphQL
     // error body like every other refusal.
-    let Ok(body) = axum::body::to_bytes(req.into_body(), crate::app::MAX_BODY_BYTES).await else {
+    let Ok(body) = axum::body::to_bytes(req.into_body(), crate::state::MAX_BODY_BYTES).await else {
         return request_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",

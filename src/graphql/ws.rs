@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::context::{RequestContext, request_data};
-use crate::app::AppState;
 use crate::auth::Identity;
+use crate::state::AppState;
 
 /// Largest message a subscription client may send (its operations are
 /// small; this stops memory abuse).

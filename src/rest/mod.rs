@@ -20,11 +20,12 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use crate::app::{AppState, MAX_BODY_BYTES};
 use crate::error::{camel_case, code, log_internal};
 use crate::graphql::AppSchema;
+use crate::responses::{detail, field_error};
+use crate::state::{AppState, MAX_BODY_BYTES};
 use routes::{ParamKind, ROUTES, Route, Success};
 use shape::{Shape, Types};
 
@@ -98,7 +99,7 @@ impl RestApi {
 
     /// The routes, each answering with and without its trailing slash, and
     /// with 405 (and `Allow`) for methods it does not serve.
-    pub fn router(&self) -> Router<AppState> {
+    pub fn router(self: &std::sync::Arc<Self>) -> Router<AppState> {
         let mut by_path: Vec<(&'static str, Vec<usize>)> = Vec::new();
         for (i, c) in self.routes.iter().enumerate() {
             match by_path.iter_mut().find(|(p, _)| *p == c.route.path) {
@@ -106,11 +107,10 @@ impl RestApi {
                 None => by_path.push((c.route.path, vec![i])),
             }
         }
+        let api = self.clone();
         let mut router = Router::new().route(
             "/api/v1/openapi.json",
-            axum::routing::get(|State(state): State<AppState>| async move {
-                axum::Json(state.rest.openapi().clone())
-            }),
+            axum::routing::get(move || async move { axum::Json(api.openapi().clone()) }),
         );
         for (path, ids) in by_path {
             let allow = ids
@@ -122,17 +122,15 @@ impl RestApi {
             for i in ids {
                 let filter = MethodFilter::try_from(self.routes[i].route.method.clone())
                     .unwrap_or(MethodFilter::GET);
+                let api = self.clone();
                 methods = methods.merge(on(
                     filter,
                     move |State(state): State<AppState>,
                           id: Option<Path<String>>,
                           Query(query): Query<Vec<(String, String)>>,
                           req: Request| async move {
-                        let mut resp = state
-                            .rest
-                            .handle(&state, i, id.map(|p| p.0), query, req)
-                            .await;
-                        let op = state.rest.routes[i].route.operation_id;
+                        let mut resp = api.handle(&state, i, id.map(|p| p.0), query, req).await;
+                        let op = api.routes[i].route.operation_id;
                         resp.extensions_mut()
                             .insert(crate::metrics::Operation(format!("rest {op}")));
                         resp
@@ -379,13 +377,6 @@ fn snake_case(name: &str) -> String {
     out
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => bytes_response(status, bytes.into()),
-        Err(e) => internal(&e.to_string()),
-    }
-}
-
 fn bytes_response(status: StatusCode, body: axum::body::Bytes) -> Response {
     (
         status,
@@ -393,16 +384,6 @@ fn bytes_response(status: StatusCode, body: axum::body::Bytes) -> Response {
         Body::from(body),
     )
         .into_response()
-}
-
-/// `{"detail": "..."}`, the error body Obico's clients parse.
-pub fn detail(status: StatusCode, message: &str) -> Response {
-    json_response(status, &json!({"detail": message}))
-}
-
-/// `{"<field>": ["<message>"]}` with 400.
-fn field_error(field: &str, message: &str) -> Response {
-    json_response(StatusCode::BAD_REQUEST, &json!({ field: [message] }))
 }
 
 fn too_large() -> Response {

@@ -214,6 +214,7 @@ async fn a_flooding_user_gets_429_and_another_user_does_not() {
         c.rate_limits = printgate::ratelimit::RateLimits {
             per_second: 1.0,
             burst: 5.0,
+            ..Default::default()
         };
     })
     .await;

@@ -14,4 +14,5 @@ mod printers;
 mod protocol;
 mod rest;
 mod schema_file;
+mod security;
 mod statements;

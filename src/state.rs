@@ -1,0 +1,50 @@
+//! What every handler can reach: the state shared by the edges. It sits
+//! below the edges (they import it; it imports none of their routers), so
+//! no edge depends on another through it.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, header};
+
+use crate::agent::hub::AgentHub;
+use crate::agent::urls::UrlSigner;
+use crate::auth::{Identity, JwtKeys};
+use crate::cluster::Cluster;
+use crate::gateway::Gateway;
+use crate::graphql::apq::PersistedQueries;
+use crate::ratelimit::RateLimiter;
+
+/// Largest request body accepted on any route.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub gateway: Gateway,
+    pub keys: Arc<JwtKeys>,
+    /// This instance's live agent connections.
+    pub agents: Arc<AgentHub>,
+    pub urls: Arc<UrlSigner>,
+    /// The link to other instances (PostgreSQL only).
+    pub cluster: Option<Arc<Cluster>>,
+    /// Registered automatic persisted queries.
+    pub persisted: Arc<PersistedQueries>,
+    /// Whether browsers get GraphiQL.
+    pub graphiql: bool,
+    /// Most operations in one batched request.
+    pub max_batch: usize,
+    pub limiter: Arc<RateLimiter>,
+    /// Flips to true when the server starts shutting down: websockets close
+    /// with 1001 ("going away").
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl AppState {
+    /// Verifies the request's bearer token, once, at the edge.
+    pub fn identify(&self, headers: &HeaderMap) -> Identity {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or("\u{0}"));
+        self.keys.identify(value)
+    }
+}
