@@ -23,11 +23,12 @@ use crate::config::Config;
 use crate::events::{EventBus, LocalBus};
 use crate::gateway::Gateway;
 use crate::graphql::apq::PersistedQueries;
+use crate::metrics::CacheGauges;
 use crate::ratelimit::RateLimiter;
 use crate::rest::RestApi;
-use crate::service::{CommandDelivery, Service};
+use crate::service::{CommandDelivery, Service, ServiceLimits};
 use crate::state::{AppState, MAX_BODY_BYTES};
-use crate::{agent, database, graphql, metrics, ratelimit};
+use crate::{agent, database, graphql, metrics, ratelimit, server};
 
 /// A start-up failure (bad configuration, unreachable database, busy port).
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
@@ -44,7 +45,7 @@ pub fn router(state: AppState, rest: &Arc<RestApi>) -> Router {
             get(graphql::http::get).post(graphql::http::post),
         )
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics::serve))
+        .route("/metrics", get(metrics::serve_with_token))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -56,6 +57,14 @@ pub fn router(state: AppState, rest: &Arc<RestApi>) -> Router {
             ratelimit::limit,
         ))
         .layer(axum::middleware::from_fn(metrics::observe))
+        .with_state(state)
+}
+
+/// The router of the separate metrics address: `/metrics` only.
+fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::serve))
+        .fallback(not_found)
         .with_state(state)
 }
 
@@ -114,6 +123,9 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// The separate `/metrics` listener, when one is configured.
+    metrics: Option<TcpListener>,
+    conn_limits: server::ConnLimits,
 }
 
 impl Application {
@@ -133,13 +145,23 @@ impl Application {
             } else {
                 (None, agents.clone(), Arc::new(LocalBus::default()))
             };
-        let service = Service::new(db, commands, events);
+        let service = Service::new(db, commands, events).with_limits(ServiceLimits {
+            max_printers_per_user: config.guards.max_printers_per_user,
+        });
         let urls = Arc::new(UrlSigner::new(keys.url_key().to_vec(), &config.public_url));
-        let gateway = Gateway::new(service, urls.clone(), config.schema);
+        let caches = CacheGauges::default();
+        let gateway = Gateway::new(service, urls.clone(), config.schema, &caches);
         // The REST routes are compiled against the schema's types, read by
         // introspection, which production mode turns off for clients.
         let types_schema = graphql::build_schema(urls.clone(), graphql::SchemaOptions::default());
-        let rest = Arc::new(RestApi::new(&types_schema).await?);
+        let rest = Arc::new(
+            RestApi::new(
+                &types_schema,
+                config.guards.rest_cache_bytes,
+                caches.rest.clone(),
+            )
+            .await?,
+        );
         let state = AppState {
             gateway,
             keys,
@@ -154,20 +176,40 @@ impl Application {
                         .map_err(|e| format!("{}: {e}", path.display()))?;
                     PersistedQueries::trusted(&manifest)?
                 }
-                None => PersistedQueries::default(),
+                None => PersistedQueries::new(
+                    config.guards.apq_cache_bytes,
+                    caches.persisted_queries.clone(),
+                ),
             }),
             graphiql: config.graphiql,
             max_batch: config.schema.limits.batch,
             limiter: Arc::new(RateLimiter::new(config.rate_limits.clone())),
+            caches,
+            metrics_token: config.guards.metrics_token.clone(),
             shutdown: tokio::sync::watch::Sender::new(false),
         };
         let listener = TcpListener::bind(&config.bind).await?;
+        let metrics = match &config.guards.metrics_bind {
+            Some(bind) => Some(TcpListener::bind(bind).await?),
+            None => None,
+        };
         let router = with_hygiene(router(state.clone(), &rest), &config);
         Ok(Self {
             listener,
             router,
             state,
+            metrics,
+            conn_limits: server::ConnLimits {
+                per_address: config.guards.max_connections_per_address,
+                total: config.guards.max_connections,
+                header_read_timeout: config.guards.header_read_timeout,
+            },
         })
+    }
+
+    /// The address of the separate `/metrics` listener, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -191,14 +233,20 @@ impl Application {
             tracing::info!("shutting down: closing websockets, finishing requests");
             let _ = going_away.send(true);
         };
-        // Connection info lets the rate limiter key anonymous callers by IP.
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        if let Some(listener) = self.metrics {
+            let router = metrics_router(self.state.clone());
+            let mut down = self.state.shutdown.subscribe();
+            let limits = self.conn_limits;
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = down.wait_for(|d| *d).await;
+                };
+                if let Err(e) = server::serve(listener, router, limits, stop).await {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            });
+        }
+        server::serve(self.listener, self.router, self.conn_limits, shutdown).await
     }
 }
 

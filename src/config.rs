@@ -170,6 +170,70 @@ pub struct Settings {
         global = true
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Largest GraphQL document, in bytes.
+    #[arg(long, env = "PRINTGATE_MAX_DOCUMENT_BYTES", default_value_t = Limits::default().document_bytes, global = true)]
+    pub max_document_bytes: usize,
+    /// Memory budget of the parsed-document cache, in bytes.
+    #[arg(long, env = "PRINTGATE_DOCUMENT_CACHE_BYTES", default_value_t = crate::graphql::documents::DEFAULT_CACHE_BYTES, global = true)]
+    pub document_cache_bytes: usize,
+    /// Memory budget of the automatic persisted queries, in bytes.
+    #[arg(long, env = "PRINTGATE_APQ_CACHE_BYTES", default_value_t = crate::graphql::apq::DEFAULT_CACHE_BYTES, global = true)]
+    pub apq_cache_bytes: usize,
+    /// Memory budget of the REST read cache, in bytes.
+    #[arg(long, env = "PRINTGATE_REST_CACHE_BYTES", default_value_t = Guards::default().rest_cache_bytes, global = true)]
+    pub rest_cache_bytes: usize,
+    /// Most printers one user may have (archived ones count; deleted ones
+    /// do not).
+    #[arg(long, env = "PRINTGATE_MAX_PRINTERS_PER_USER", default_value_t = Guards::default().max_printers_per_user, global = true)]
+    pub max_printers_per_user: u64,
+    /// Longest a client may take to send a request's headers.
+    #[arg(long, env = "PRINTGATE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub header_read_timeout: Duration,
+    /// Most open connections (HTTP and websockets) from one client address.
+    #[arg(long, env = "PRINTGATE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = Guards::default().max_connections_per_address, global = true)]
+    pub max_connections_per_address: usize,
+    /// Most open connections in all.
+    #[arg(long, env = "PRINTGATE_MAX_CONNECTIONS", default_value_t = Guards::default().max_connections, global = true)]
+    pub max_connections: usize,
+    /// Longest a GraphQL websocket may stay open before `connection_init`.
+    #[arg(long, env = "PRINTGATE_WS_INIT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub ws_init_timeout: Duration,
+    /// A GraphQL websocket silent (no message, no ping or pong) this long
+    /// is closed.
+    #[arg(long, env = "PRINTGATE_WS_IDLE_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration, global = true)]
+    pub ws_idle_timeout: Duration,
+    /// Most subscriptions one GraphQL websocket may run at once.
+    #[arg(long, env = "PRINTGATE_MAX_SUBSCRIPTIONS_PER_CONNECTION", default_value_t = Guards::default().max_subscriptions_per_connection, global = true)]
+    pub max_subscriptions_per_connection: usize,
+    /// Most subscriptions one user may run at once, over all connections.
+    #[arg(long, env = "PRINTGATE_MAX_SUBSCRIPTIONS_PER_USER", default_value_t = Guards::default().max_subscriptions_per_user, global = true)]
+    pub max_subscriptions_per_user: usize,
+    /// How long printer events, G-code file records and snapshots are kept.
+    #[arg(long, env = "PRINTGATE_RETENTION", default_value = "90days", value_parser = humantime::parse_duration, global = true)]
+    pub retention: Duration,
+    /// Serve `/metrics` on this separate address (e.g. `127.0.0.1:9090`)
+    /// instead of the main one.
+    #[arg(long, env = "PRINTGATE_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<String>,
+    /// A bearer token that opens `/metrics` on the main address; without
+    /// it (and without `--metrics-bind`) `/metrics` is not served there.
+    #[arg(
+        long,
+        env = "PRINTGATE_METRICS_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub metrics_token: Option<String>,
+    /// Secret for signing snapshot URLs, shared by every instance. Derived
+    /// from the HS256 secret when unset; required in production with a JWT
+    /// public key.
+    #[arg(
+        long,
+        env = "PRINTGATE_URL_SIGNING_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub url_signing_secret: Option<String>,
     /// Longest a request may take before it is answered 408.
     #[arg(long, env = "PRINTGATE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub request_timeout: Duration,
@@ -225,6 +289,48 @@ pub struct Config {
     pub public_url: String,
     pub database: DatabaseConfig,
     pub jwt: JwtConfig,
+    /// Bounds on what clients can make the server keep.
+    pub guards: Guards,
+}
+
+/// Bounds on what clients (users, agents, anyone) can make the server
+/// keep: memory, rows, connections, time. Every one is in
+/// docs/operations.md.
+#[derive(Debug, Clone)]
+pub struct Guards {
+    pub apq_cache_bytes: usize,
+    pub rest_cache_bytes: usize,
+    pub max_printers_per_user: u64,
+    pub header_read_timeout: Duration,
+    pub max_connections_per_address: usize,
+    pub max_connections: usize,
+    pub ws_init_timeout: Duration,
+    pub ws_idle_timeout: Duration,
+    pub max_subscriptions_per_connection: usize,
+    pub max_subscriptions_per_user: usize,
+    pub retention: Duration,
+    pub metrics_bind: Option<String>,
+    pub metrics_token: Option<String>,
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        Self {
+            apq_cache_bytes: crate::graphql::apq::DEFAULT_CACHE_BYTES,
+            rest_cache_bytes: 64 * 1024 * 1024,
+            max_printers_per_user: 1000,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections_per_address: 256,
+            max_connections: 10_000,
+            ws_init_timeout: Duration::from_secs(10),
+            ws_idle_timeout: Duration::from_secs(90),
+            max_subscriptions_per_connection: 100,
+            max_subscriptions_per_user: 500,
+            retention: Duration::from_secs(90 * 24 * 3600),
+            metrics_bind: None,
+            metrics_token: None,
+        }
+    }
 }
 
 /// Where the data lives and how many connections to hold.
@@ -259,6 +365,8 @@ pub struct JwtConfig {
     pub public_key: Option<PathBuf>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// Secret for snapshot URLs (else derived from the HS256 secret).
+    pub url_secret: Option<String>,
     pub production: bool,
     /// Where the development secret is kept when no secret is configured.
     pub dev_secret_path: PathBuf,
@@ -279,7 +387,24 @@ impl Settings {
                     root_fields: self.max_root_fields,
                     tokens: self.max_tokens,
                     batch: self.max_batch.max(1),
+                    document_bytes: self.max_document_bytes.max(64),
                 },
+                document_cache_bytes: self.document_cache_bytes,
+            },
+            guards: Guards {
+                apq_cache_bytes: self.apq_cache_bytes,
+                rest_cache_bytes: self.rest_cache_bytes,
+                max_printers_per_user: self.max_printers_per_user,
+                header_read_timeout: self.header_read_timeout,
+                max_connections_per_address: self.max_connections_per_address.max(1),
+                max_connections: self.max_connections.max(1),
+                ws_init_timeout: self.ws_init_timeout,
+                ws_idle_timeout: self.ws_idle_timeout,
+                max_subscriptions_per_connection: self.max_subscriptions_per_connection,
+                max_subscriptions_per_user: self.max_subscriptions_per_user,
+                retention: self.retention,
+                metrics_bind: self.metrics_bind.clone().filter(|b| !b.is_empty()),
+                metrics_token: self.metrics_token.clone().filter(|t| !t.is_empty()),
             },
             graphiql: self.graphiql.unwrap_or(!production),
             rate_limits: RateLimits {
@@ -309,6 +434,7 @@ impl Settings {
                 public_key: self.jwt_public_key.clone(),
                 issuer: self.jwt_issuer.clone(),
                 audience: self.jwt_audience.clone(),
+                url_secret: self.url_signing_secret.clone().filter(|s| !s.is_empty()),
                 production,
                 dev_secret_path: dev_secret_path(&self.database_url),
             },

@@ -46,6 +46,7 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
         request_timeout: std::time::Duration::from_secs(30),
         cors_origins: Vec::new(),
         trusted_documents: None,
+        guards: Default::default(),
         database: DatabaseConfig::new(
             format!("sqlite://{}?mode=rwc", dir.join("demo.db").display()),
             5,
@@ -55,6 +56,7 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
             public_key: None,
             issuer: None,
             audience: None,
+            url_secret: None,
             production: false,
             dev_secret_path: dir.join("secret"),
         },

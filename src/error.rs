@@ -16,6 +16,7 @@ pub mod code {
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
     pub const INTERNAL: &str = "INTERNAL";
+    pub const PRINTER_LIMIT_REACHED: &str = "PRINTER_LIMIT_REACHED";
 }
 
 /// Everything that can go wrong while serving a request.
@@ -36,6 +37,14 @@ pub enum AppError {
     Invalid {
         field: &'static str,
         message: String,
+    },
+    /// A bound on what a user may keep was reached (e.g. printers per
+    /// user). HTTP 403; GraphQL `code` names the bound, `extensions.limit`
+    /// gives its value.
+    LimitReached {
+        code: &'static str,
+        message: String,
+        limit: u64,
     },
     /// Anything else: a database failure, a bug. HTTP 500; GraphQL
     /// `INTERNAL`, with the message masked.
@@ -75,6 +84,7 @@ impl AppError {
             Self::Unauthenticated(why) => why.clone(),
             Self::NotFound => "Not found.".into(),
             Self::Invalid { field, message } => format!("{field}: {message}"),
+            Self::LimitReached { message, .. } => message.clone(),
             Self::Internal(_) => "Internal server error.".into(),
         }
     }
@@ -85,6 +95,7 @@ impl AppError {
             Self::Unauthenticated(_) => code::UNAUTHENTICATED,
             Self::NotFound => code::NOT_FOUND,
             Self::Invalid { .. } => code::BAD_USER_INPUT,
+            Self::LimitReached { code, .. } => code,
             Self::Internal(_) => code::INTERNAL,
         }
     }
@@ -140,6 +151,14 @@ impl From<AppError> for async_graphql::Error {
                     },
                 )
             }
+            AppError::LimitReached {
+                code,
+                message,
+                limit,
+            } => async_graphql::Error::new(message).extend_with(|_, ext| {
+                ext.set("code", code);
+                ext.set("limit", limit);
+            }),
             other => {
                 let code = other.code();
                 async_graphql::Error::new(other.client_message())

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use crate::agent::urls::UrlSigner;
 use crate::auth::Identity;
-use crate::graphql::{AppSchema, RequestContext, SchemaOptions, build_schema, with_request_data};
+use crate::graphql::{
+    AppSchema, RequestContext, SchemaOptions, build_schema_with, with_request_data,
+};
+use crate::metrics::CacheGauges;
 use crate::service::Service;
 
 /// The schema plus the service its resolvers use.
@@ -19,9 +22,14 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(service: Service, urls: Arc<UrlSigner>, options: SchemaOptions) -> Self {
+    pub fn new(
+        service: Service,
+        urls: Arc<UrlSigner>,
+        options: SchemaOptions,
+        caches: &CacheGauges,
+    ) -> Self {
         Self {
-            schema: build_schema(urls, options),
+            schema: build_schema_with(urls, options, caches.documents.clone()),
             service,
         }
     }
@@ -32,6 +40,23 @@ impl Gateway {
 
     pub fn service(&self) -> &Service {
         &self.service
+    }
+
+    /// What a read cache compares to know an answer it kept for `user_id`
+    /// is current: the event bus's change count for the user and, when
+    /// `across_instances`, the user's data version in the database.
+    pub async fn freshness(
+        &self,
+        user_id: i32,
+        across_instances: bool,
+    ) -> Result<(u64, Option<i64>), crate::error::AppError> {
+        let generation = self.service.events().generation(user_id);
+        let version = if across_instances {
+            Some(self.service.data_version(user_id).await?)
+        } else {
+            None
+        };
+        Ok((generation, version))
     }
 
     /// Executes one operation as `identity`.

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod app;
 pub mod auth;
+pub mod bounded;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod responses;
 pub mod rest;
+pub mod server;
 pub mod service;
 pub mod simulate;
 pub mod state;

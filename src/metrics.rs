@@ -26,9 +26,65 @@ const BUCKETS: [f64; 12] = [
 ];
 
 /// The operation a response came from, set by the GraphQL and REST handlers
-/// for the request log and the metrics.
+/// for the request log and the metrics. Only ever a label from a bounded
+/// set (see [`Metrics::operation_label`]), never client text as sent.
 #[derive(Debug, Clone)]
 pub struct Operation(pub String);
+
+/// Most distinct operation labels kept; names past it count as `other`.
+pub const MAX_OPERATION_LABELS: usize = 200;
+/// Longest operation name used as a label.
+pub const MAX_OPERATION_NAME: usize = 64;
+/// Longest client string written to a log line.
+pub const MAX_LOGGED_CHARS: usize = 128;
+
+/// The size of one cache, kept by the cache, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct CacheGauge {
+    bytes: AtomicU64,
+    entries: AtomicU64,
+}
+
+impl CacheGauge {
+    pub fn set(&self, bytes: usize, entries: usize) {
+        self.bytes.store(bytes as u64, Ordering::Relaxed);
+        self.entries.store(entries as u64, Ordering::Relaxed);
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn entries(&self) -> u64 {
+        self.entries.load(Ordering::Relaxed)
+    }
+}
+
+/// The caches of one application whose sizes `/metrics` reports.
+#[derive(Debug, Default, Clone)]
+pub struct CacheGauges {
+    pub persisted_queries: std::sync::Arc<CacheGauge>,
+    pub documents: std::sync::Arc<CacheGauge>,
+    pub rest: std::sync::Arc<CacheGauge>,
+}
+
+impl CacheGauges {
+    fn all(&self) -> [(&'static str, &CacheGauge); 3] {
+        [
+            ("persisted_queries", &self.persisted_queries),
+            ("documents", &self.documents),
+            ("rest", &self.rest),
+        ]
+    }
+}
+
+/// A client string cut to at most [`MAX_LOGGED_CHARS`] characters, for logs.
+pub fn truncated(text: &str) -> String {
+    match text.char_indices().nth(MAX_LOGGED_CHARS) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_owned(),
+    }
+}
 
 /// The GraphQL error codes of a response, for the request log.
 #[derive(Debug, Clone, Default)]
@@ -47,10 +103,16 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, String, &'static str), u64>>,
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
     errors: Mutex<BTreeMap<String, u64>>,
+    /// The operation names admitted as labels so far.
+    names: Mutex<std::collections::HashSet<String>>,
+    /// Cluster messages dropped because the NOTIFY queue was full.
+    pub cluster_dropped: AtomicU64,
     pub subscriptions: AtomicI64,
     pub commands_delivered: AtomicU64,
     pub commands_undelivered: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// Connections refused at accept: over the per-address or total cap.
+    pub connections_refused: AtomicU64,
 }
 
 /// The process's metrics.
@@ -60,6 +122,32 @@ pub fn metrics() -> &'static Metrics {
 }
 
 impl Metrics {
+    /// The label of a GraphQL operation: `graphql <name>` when the name is
+    /// a plain GraphQL name of at most [`MAX_OPERATION_NAME`] characters
+    /// from a caller who is trusted with it (a verified user, or a
+    /// registered document) and the label set still has room; else
+    /// `graphql other` (`graphql anonymous` without a name). The set of
+    /// labels, and so `/metrics`, stays bounded whatever clients send.
+    pub fn operation_label(&self, name: Option<&str>, trusted: bool) -> String {
+        let Some(name) = name else {
+            return "graphql anonymous".into();
+        };
+        let plain = !name.is_empty()
+            && name.len() <= MAX_OPERATION_NAME
+            && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let admitted = plain
+            && trusted
+            && self.names.lock().is_ok_and(|mut n| {
+                n.contains(name) || (n.len() < MAX_OPERATION_LABELS && n.insert(name.to_owned()))
+            });
+        if admitted {
+            format!("graphql {name}")
+        } else {
+            "graphql other".into()
+        }
+    }
+
     /// Counts a GraphQL error by its code.
     pub fn error(&self, code: &str) {
         if let Ok(mut e) = self.errors.lock() {
@@ -178,6 +266,38 @@ impl Metrics {
             "# HELP printgate_rate_limited_total Requests refused by the rate limiter.\n# TYPE printgate_rate_limited_total counter\nprintgate_rate_limited_total {}",
             self.rate_limited.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP printgate_cache_bytes Bytes held by each cache (bounded).\n# TYPE printgate_cache_bytes gauge"
+        );
+        for (name, g) in state.caches.all() {
+            let _ = writeln!(
+                out,
+                "printgate_cache_bytes{{cache=\"{name}\"}} {}",
+                g.bytes()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP printgate_cache_entries Entries held by each cache.\n# TYPE printgate_cache_entries gauge"
+        );
+        for (name, g) in state.caches.all() {
+            let _ = writeln!(
+                out,
+                "printgate_cache_entries{{cache=\"{name}\"}} {}",
+                g.entries()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP printgate_cluster_messages_dropped_total Cluster messages dropped while PostgreSQL was slow or down.\n# TYPE printgate_cluster_messages_dropped_total counter\nprintgate_cluster_messages_dropped_total {}",
+            self.cluster_dropped.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP printgate_connections_refused_total Connections refused over the per-address or total cap.\n# TYPE printgate_connections_refused_total counter\nprintgate_connections_refused_total {}",
+            self.connections_refused.load(Ordering::Relaxed)
+        );
         let (size, idle) = pool_use(state);
         let _ = writeln!(
             out,
@@ -217,7 +337,45 @@ fn pool_use(state: &AppState) -> (u32, u32) {
     }
 }
 
-/// `GET /metrics`.
+/// `GET /metrics` on the main address: only with the configured metrics
+/// token (`Authorization: Bearer <token>`); without one configured it is
+/// not served there at all (use `--metrics-bind`).
+pub async fn serve_with_token(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::bearer_token);
+    match (&state.metrics_token, given) {
+        (Some(want), Some(got)) if constant_time_eq(want.as_bytes(), got.as_bytes()) => {
+            serve(State(state)).await
+        }
+        (Some(_), _) => {
+            let mut resp = (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(serde_json::json!({"detail": "The metrics token is required."})),
+            )
+                .into_response();
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp
+        }
+        (None, _) => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"detail": "Not found."})),
+        )
+            .into_response(),
+    }
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `GET /metrics` on the separate metrics address.
 pub async fn serve(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

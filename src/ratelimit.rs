@@ -312,7 +312,9 @@ pub async fn limit(State(guard): State<Guard>, mut req: Request, next: Next) -> 
     let mut verdict = guard.limiter.take(address(ip));
     // Agents' tokens are not JWTs: their endpoints check them and charge
     // the printer (or the failed-authentication bucket) themselves.
-    let agent_path = crate::metrics::surface(req.uri().path()) == "agent";
+    // The metrics token is not a JWT either.
+    let agent_path =
+        crate::metrics::surface(req.uri().path()) == "agent" || req.uri().path() == "/metrics";
     if verdict.is_ok()
         && !agent_path
         && let Some(value) = req.headers().get(header::AUTHORIZATION)

@@ -12,6 +12,7 @@ use crate::auth::{Identity, JwtKeys};
 use crate::cluster::Cluster;
 use crate::gateway::Gateway;
 use crate::graphql::apq::PersistedQueries;
+use crate::metrics::CacheGauges;
 use crate::ratelimit::RateLimiter;
 
 /// Largest request body accepted on any route.
@@ -34,6 +35,10 @@ pub struct AppState {
     /// Most operations in one batched request.
     pub max_batch: usize,
     pub limiter: Arc<RateLimiter>,
+    /// The token that opens `/metrics` on the main address, if any.
+    pub metrics_token: Option<String>,
+    /// The sizes of this application's caches, for `/metrics`.
+    pub caches: CacheGauges,
     /// Flips to true when the server starts shutting down: websockets close
     /// with 1001 ("going away").
     pub shutdown: tokio::sync::watch::Sender<bool>,

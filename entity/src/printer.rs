@@ -40,6 +40,8 @@ pub struct Model {
     pub normalized_p: f64,
     /// When the latest snapshot (in `snapshots`) was taken.
     pub pic_at: Option<DateTimeUtc>,
+    /// The instance holding the printer's live agent connection, if any.
+    pub agent_instance: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -14,6 +14,9 @@ pub struct Model {
     /// "AI detection hours" balance; below zero stops failure detection.
     pub dh_balance: f64,
     pub created_at: DateTimeUtc,
+    /// Bumped in the same transaction as every change the user makes, so a
+    /// cached answer on any instance can tell it is stale.
+    pub data_version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,12 +1,16 @@
 //! The schema of printgate's database, as an ordered list of migrations.
 //!
 //! Each migration is self-contained (it never imports the `entity` crate) and
-//! portable: the same statements run on SQLite and PostgreSQL.
+//! portable: the same statements run on SQLite and PostgreSQL. Each runs in
+//! a transaction on both (SQLite's DDL is transactional too), and each step
+//! checks before it changes anything, so a migration interrupted on a
+//! database migrated by an older printgate simply runs again.
 
 pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_core;
 mod m20261127_000002_agents;
+mod m20261201_000003_guards;
 
 /// Applies printgate's migrations in order.
 pub struct Migrator;
@@ -17,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_core::Migration),
             Box::new(m20261127_000002_agents::Migration),
+            Box::new(m20261201_000003_guards::Migration),
         ]
     }
 }

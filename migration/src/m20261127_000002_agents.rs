@@ -8,15 +8,23 @@ pub struct Migration;
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Printers::Table)
-                    .add_column(timestamp_with_time_zone_null(Printers::PicAt))
-                    .to_owned(),
-            )
-            .await?;
+        // Checked first: an older printgate ran this without a transaction,
+        // and one killed right after the ALTER left the column behind.
+        if !manager.has_column("printers", "pic_at").await? {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Printers::Table)
+                        .add_column(timestamp_with_time_zone_null(Printers::PicAt))
+                        .to_owned(),
+                )
+                .await?;
+        }
         manager
             .create_table(
                 Table::create()

@@ -5,16 +5,23 @@
 //! until the client sends hash and document together, which registers it.
 //! The document is restored here, at the HTTP edge, before anything else
 //! looks at the request, so a GET that names a mutation by hash is still
-//! refused. Registrations are per instance; a client whose hash another
-//! instance does not know simply registers again.
+//! refused. A document is registered only once it has parsed and passed
+//! validation and the query limits (the HTTP edge calls
+//! [`PersistedQueries::register`] after executing it), so the store only
+//! ever holds documents that can run; it is bounded by bytes, least
+//! recently used first. Registrations are per instance; a client whose hash
+//! another instance does not know simply registers again.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-/// Most documents kept; past it the store starts over.
-const CAPACITY: usize = 10_000;
+use crate::bounded::ByteLru;
+use crate::metrics::CacheGauge;
+
+/// Default bytes of document text kept.
+pub const DEFAULT_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why a request's persisted query could not be used.
 #[derive(Debug, PartialEq, Eq)]
@@ -30,12 +37,26 @@ pub enum ApqError {
 }
 
 /// The registered documents, by SHA-256 hash (hex).
-#[derive(Default)]
 pub struct PersistedQueries {
-    docs: Mutex<HashMap<String, String>>,
+    docs: Mutex<ByteLru<String, Arc<str>>>,
     /// Trusted-documents mode: only these documents run, and clients cannot
     /// register more.
-    trusted_only: bool,
+    trusted: Option<HashMap<String, Arc<str>>>,
+}
+
+/// What a request carrying the extension asks of the store, once resolved.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resolved {
+    /// Nothing to remember (no extension, or a known document).
+    Nothing,
+    /// A new document with its hash: register it if it runs.
+    Register(String),
+}
+
+impl Default for PersistedQueries {
+    fn default() -> Self {
+        Self::new(DEFAULT_CACHE_BYTES, Arc::default())
+    }
 }
 
 /// The SHA-256 of a document, as APQ names it.
@@ -44,6 +65,19 @@ pub fn hash(document: &str) -> String {
 }
 
 impl PersistedQueries {
+    /// A store of at most `max_bytes` of document text.
+    pub fn new(max_bytes: usize, gauge: Arc<CacheGauge>) -> Self {
+        Self {
+            docs: Mutex::new(ByteLru::new(gauge, max_bytes)),
+            trusted: None,
+        }
+    }
+
+    /// The trusted documents' hashes (trusted-documents mode only).
+    pub fn trusted_hashes(&self) -> Option<std::collections::HashSet<String>> {
+        self.trusted.as_ref().map(|t| t.keys().cloned().collect())
+    }
+
     /// Trusted-documents mode with these documents (a JSON array of
     /// documents, or an object of hash to document as Apollo's manifests
     /// are written).
@@ -64,23 +98,42 @@ impl PersistedQueries {
             }
         };
         Ok(Self {
-            docs: Mutex::new(docs.into_iter().map(|d| (hash(&d), d)).collect()),
-            trusted_only: true,
+            trusted: Some(docs.into_iter().map(|d| (hash(&d), d.into())).collect()),
+            ..Self::default()
         })
     }
 
-    fn known(&self, h: &str) -> Option<String> {
-        self.docs.lock().ok().and_then(|d| d.get(h).cloned())
+    fn known(&self, h: &str) -> Option<Arc<str>> {
+        match &self.trusted {
+            Some(t) => t.get(h).cloned(),
+            None => self
+                .docs
+                .lock()
+                .ok()
+                .and_then(|mut d| d.get(&h.to_owned()).cloned()),
+        }
     }
 
-    /// Fills in (or registers) the document of a request that carries the
-    /// extension; leaves other requests alone.
-    pub fn resolve(&self, request: &mut async_graphql::Request) -> Result<(), ApqError> {
+    /// Registers a document that ran (parsed, validated, within limits).
+    pub fn register(&self, hash: String, document: &str) {
+        if self.trusted.is_some() {
+            return;
+        }
+        if let Ok(mut docs) = self.docs.lock() {
+            docs.put(hash, document.into(), document.len() + 64);
+        }
+    }
+
+    /// Fills in the document of a request that carries the extension, or
+    /// says it should be registered once it ran; leaves other requests
+    /// alone.
+    pub fn resolve(&self, request: &mut async_graphql::Request) -> Result<Resolved, ApqError> {
+        let trusted_only = self.trusted.is_some();
         let Some(ext) = request.extensions.get("persistedQuery") else {
-            if self.trusted_only && self.known(&hash(&request.query)).is_none() {
+            if trusted_only && self.known(&hash(&request.query)).is_none() {
                 return Err(ApqError::NotAllowed);
             }
-            return Ok(());
+            return Ok(Resolved::Nothing);
         };
         let ext = ext
             .clone()
@@ -97,27 +150,32 @@ impl PersistedQueries {
             .ok_or(ApqError::Invalid("persistedQuery needs a sha256Hash."))?
             .to_ascii_lowercase();
         if request.query.is_empty() {
-            let unknown = if self.trusted_only {
+            let unknown = if trusted_only {
                 ApqError::NotAllowed
             } else {
                 ApqError::NotFound
             };
-            request.query = self.known(&hash).ok_or(unknown)?;
-            return Ok(());
+            request.query = self.known(&hash).ok_or(unknown)?.to_string();
+            return Ok(Resolved::Nothing);
         }
         if self::hash(&request.query) != hash {
             return Err(ApqError::Invalid("provided sha does not match query"));
         }
-        if self.trusted_only {
-            return self.known(&hash).map(|_| ()).ok_or(ApqError::NotAllowed);
+        if trusted_only {
+            return self
+                .known(&hash)
+                .map(|_| Resolved::Nothing)
+                .ok_or(ApqError::NotAllowed);
         }
-        if let Ok(mut docs) = self.docs.lock() {
-            if docs.len() >= CAPACITY {
-                docs.clear();
-            }
-            docs.insert(hash, request.query.clone());
+        if self.known(&hash).is_some() {
+            return Ok(Resolved::Nothing);
         }
-        Ok(())
+        Ok(Resolved::Register(hash))
+    }
+
+    /// Bytes of document text held now.
+    pub fn bytes(&self) -> usize {
+        self.docs.lock().map(|d| d.bytes()).unwrap_or(0)
     }
 }
 
@@ -144,7 +202,16 @@ mod tests {
             apq.resolve(&mut with_hash("", &hash)),
             Err(ApqError::NotFound)
         );
-        assert!(apq.resolve(&mut with_hash(q, &hash)).is_ok());
+        assert_eq!(
+            apq.resolve(&mut with_hash(q, &hash)),
+            Ok(Resolved::Register(hash.clone()))
+        );
+        assert_eq!(
+            apq.resolve(&mut with_hash("", &hash)),
+            Err(ApqError::NotFound),
+            "not registered until it ran"
+        );
+        apq.register(hash.clone(), q);
         let mut by_hash = with_hash("", &hash);
         assert!(apq.resolve(&mut by_hash).is_ok());
         assert_eq!(by_hash.query, q);
@@ -152,5 +219,20 @@ mod tests {
             apq.resolve(&mut with_hash("{ x }", &hash)),
             Err(ApqError::Invalid(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    #[test]
+    fn the_store_stays_within_its_bytes() {
+        let apq = PersistedQueries::new(10_000, Arc::default());
+        for n in 0..1000 {
+            let q = format!("{{ me {{ id }} }} # {n:0>200}");
+            apq.register(hash(&q), &q);
+        }
+        assert!(apq.bytes() <= 10_000, "{}", apq.bytes());
     }
 }

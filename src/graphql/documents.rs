@@ -3,22 +3,44 @@
 //! Clients (and every REST route) send the same few documents over and
 //! over; parsing them is the largest single cost of a small request (the
 //! benchmark's profile shows the pest parser on top). Parsed documents are
-//! kept by their text, up to a bound, so each is parsed once.
+//! kept by their text, least recently used first, within a budget of bytes
+//! (a parsed document's size is estimated from its text and its tokens:
+//! each token becomes a node of about 160 bytes), so documents that vary
+//! per request cannot grow it. The query limits run before this cache, so
+//! an oversized document is refused before it is parsed or kept.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ServerResult, Variables};
 
-/// Most documents kept; past it the cache starts over (documents that vary
-/// per request would otherwise grow it without end).
-const CAPACITY: usize = 1000;
+use super::limits::count_tokens;
+use crate::bounded::ByteLru;
+use crate::metrics::CacheGauge;
 
-#[derive(Default)]
+/// Default budget of the cache.
+pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// Estimated bytes of one parsed token.
+const BYTES_PER_TOKEN: usize = 160;
+
+type Docs = Arc<Mutex<ByteLru<Arc<str>, ExecutableDocument>>>;
+
 pub struct DocumentCache {
-    docs: Arc<Mutex<HashMap<String, ExecutableDocument>>>,
+    docs: Docs,
+}
+
+impl DocumentCache {
+    pub fn new(max_bytes: usize, gauge: Arc<CacheGauge>) -> Self {
+        Self {
+            docs: Arc::new(Mutex::new(ByteLru::new(gauge, max_bytes))),
+        }
+    }
+}
+
+/// The estimated memory of a parsed `query`.
+pub fn estimated_size(query: &str) -> usize {
+    query.len() * 2 + count_tokens(query) * BYTES_PER_TOKEN
 }
 
 impl ExtensionFactory for DocumentCache {
@@ -30,7 +52,7 @@ impl ExtensionFactory for DocumentCache {
 }
 
 struct CacheExtension {
-    docs: Arc<Mutex<HashMap<String, ExecutableDocument>>>,
+    docs: Docs,
 }
 
 #[async_trait::async_trait]
@@ -42,15 +64,14 @@ impl Extension for CacheExtension {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        if let Some(doc) = self.docs.lock().ok().and_then(|d| d.get(query).cloned()) {
+        let key: Arc<str> = query.into();
+        if let Some(doc) = self.docs.lock().ok().and_then(|mut d| d.get(&key).cloned()) {
             return Ok(doc);
         }
         let doc = next.run(ctx, query, variables).await?;
+        let size = estimated_size(query);
         if let Ok(mut docs) = self.docs.lock() {
-            if docs.len() >= CAPACITY {
-                docs.clear();
-            }
-            docs.insert(query.to_owned(), doc.clone());
+            docs.put(key, doc.clone(), size);
         }
         Ok(doc)
     }

@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::apq::ApqError;
+use super::apq::{ApqError, Resolved};
+use crate::auth::Identity;
 use crate::state::AppState;
 
 /// The media type GraphQL-over-HTTP defines for responses.
@@ -75,15 +76,41 @@ pub async fn post(State(state): State<AppState>, req: axum::extract::Request) ->
         }]});
         return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
     }
+    let mut registrations = Vec::new();
     for request in batch.iter_mut() {
-        if let Err(resp) = persisted(&state, request) {
-            return resp;
+        match persisted(&state, request) {
+            Ok(r) => registrations.push((r, request.query.clone())),
+            Err(resp) => return resp,
         }
     }
-    let operation = operation_label(&batch);
     let identity = state.identify(&headers);
+    let operation = operation_label(&batch, &identity, &registrations);
     let resp = state.gateway.execute_batch(identity, batch).await;
+    register_if_ran(&state, registrations, &resp);
     with_operation(render(resp, &headers), operation)
+}
+
+/// Registers the new persisted documents whose operation ran (parsed,
+/// validated, within the limits): one that failed before executing is
+/// never kept.
+fn register_if_ran(state: &AppState, registrations: Vec<(Resolved, String)>, resp: &BatchResponse) {
+    let responses: Vec<&async_graphql::Response> = match resp {
+        BatchResponse::Single(r) => vec![r],
+        BatchResponse::Batch(rs) => rs.iter().collect(),
+    };
+    for ((r, query), resp) in registrations.into_iter().zip(responses) {
+        if let Resolved::Register(hash) = r
+            && !failed_before_execution(resp)
+        {
+            state.persisted.register(hash, &query);
+        }
+    }
+}
+
+/// Whether a response failed before anything executed (parse, validation,
+/// limits): errors, none of them at a path.
+fn failed_before_execution(r: &async_graphql::Response) -> bool {
+    !r.errors.is_empty() && r.errors.iter().all(|e| e.path.is_empty())
 }
 
 /// `GET /graphql`: GraphiQL for a browser, otherwise a query (never a
@@ -136,9 +163,10 @@ pub async fn get(
     }
     // A persisted document is restored first, so a mutation named only by
     // its hash is refused like any other.
-    if let Err(resp) = persisted(&state, &mut request) {
-        return resp;
-    }
+    let registration = match persisted(&state, &mut request) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
     if is_mutation(&request.query, request.operation_name.as_deref()) {
         let mut resp = request_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -149,27 +177,45 @@ pub async fn get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    let operation = single_label(&request);
     let identity = state.identify(&headers);
+    let trusted = matches!(identity, Identity::Verified(_))
+        || registration == Resolved::Nothing && request.extensions.contains_key("persistedQuery");
+    let operation =
+        crate::metrics::metrics().operation_label(operation_name(&request).as_deref(), trusted);
+    let query = request.query.clone();
     let resp = state
         .gateway
         .execute_batch(identity, BatchRequest::Single(request))
         .await;
+    register_if_ran(&state, vec![(registration, query)], &resp);
     with_operation(render(resp, &headers), operation)
 }
 
-/// The operation label of a request, for logs and metrics.
-fn operation_label(batch: &BatchRequest) -> String {
+/// The operation label of a request, for logs and metrics: from a bounded
+/// set (see `Metrics::operation_label`). A name counts only when the
+/// caller is verified or the document was one already registered.
+fn operation_label(
+    batch: &BatchRequest,
+    identity: &Identity,
+    registrations: &[(Resolved, String)],
+) -> String {
     match batch {
-        BatchRequest::Single(r) => single_label(r),
-        BatchRequest::Batch(rs) => format!("graphql batch of {}", rs.len()),
+        BatchRequest::Single(r) => {
+            let persisted = r.extensions.contains_key("persistedQuery")
+                && registrations
+                    .first()
+                    .is_some_and(|(x, _)| *x == Resolved::Nothing);
+            let trusted = matches!(identity, Identity::Verified(_)) || persisted;
+            crate::metrics::metrics().operation_label(operation_name(r).as_deref(), trusted)
+        }
+        BatchRequest::Batch(_) => "graphql batch".into(),
     }
 }
 
-/// `graphql <operation name>`: the given name, else the first named
-/// operation in the document (read without parsing it), else `anonymous`.
-fn single_label(r: &async_graphql::Request) -> String {
-    let named = r.operation_name.clone().or_else(|| {
+/// The operation's name: the given one, else the first named operation in
+/// the document (read without parsing it).
+fn operation_name(r: &async_graphql::Request) -> Option<String> {
+    r.operation_name.clone().or_else(|| {
         let q = r.query.trim_start();
         let rest = ["query", "mutation", "subscription"]
             .iter()
@@ -181,8 +227,7 @@ fn single_label(r: &async_graphql::Request) -> String {
             .take_while(|c| c.is_alphanumeric() || *c == '_')
             .collect();
         (!name.is_empty() && rest.starts_with(char::is_whitespace)).then_some(name)
-    });
-    format!("graphql {}", named.as_deref().unwrap_or("anonymous"))
+    })
 }
 
 fn with_operation(mut resp: Response, operation: String) -> Response {
@@ -194,7 +239,7 @@ fn with_operation(mut resp: Response, operation: String) -> Response {
 /// Resolves a request's persisted query, or gives the answer that says why
 /// it could not.
 #[allow(clippy::result_large_err)]
-fn persisted(state: &AppState, request: &mut async_graphql::Request) -> Result<(), Response> {
+fn persisted(state: &AppState, request: &mut async_graphql::Request) -> Result<Resolved, Response> {
     state.persisted.resolve(request).map_err(|e| match e {
         ApqError::NotFound => request_error(
             StatusCode::OK,
@@ -254,9 +299,7 @@ fn render(resp: BatchResponse, headers: &HeaderMap) -> Response {
     }
     let graphql_type = accepts(headers, GRAPHQL_RESPONSE);
     let failed_before_execution = match &resp {
-        BatchResponse::Single(r) => {
-            !r.errors.is_empty() && r.errors.iter().all(|e| e.path.is_empty())
-        }
+        BatchResponse::Single(r) => failed_before_execution(r),
         BatchResponse::Batch(_) => false,
     };
     let status = if graphql_type && failed_before_execution {

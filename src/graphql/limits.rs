@@ -23,6 +23,8 @@ pub struct Limits {
     pub root_fields: usize,
     pub tokens: usize,
     pub batch: usize,
+    /// Largest document, in bytes of text.
+    pub document_bytes: usize,
 }
 
 impl Default for Limits {
@@ -34,6 +36,7 @@ impl Default for Limits {
             root_fields: 20,
             tokens: 10_000,
             batch: 10,
+            document_bytes: 64 * 1024,
         }
     }
 }
@@ -150,6 +153,13 @@ impl Extension for LimitsExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let l = self.0;
+        if query.len() > l.document_bytes {
+            return Err(refusal(
+                "DOCUMENT_TOO_LARGE",
+                "The document is too large, in bytes",
+                l.document_bytes,
+            ));
+        }
         if count_tokens(query) > l.tokens {
             return Err(refusal(
                 "QUERY_TOO_LARGE",

@@ -3,7 +3,7 @@
 pub mod apq;
 mod codes;
 pub mod context;
-mod documents;
+pub mod documents;
 pub mod http;
 pub mod limits;
 mod loaders;
@@ -33,6 +33,15 @@ pub type AppSchema = Schema<Query, Mutation, Subscription>;
 /// each request by [`with_request_data`]; the schema itself holds only the
 /// snapshot URL signer, so `printgate schema` can print it without a database.
 pub fn build_schema(urls: Arc<UrlSigner>, options: SchemaOptions) -> AppSchema {
+    build_schema_with(urls, options, Arc::default())
+}
+
+/// [`build_schema`], reporting the parsed-document cache's size to `gauge`.
+pub fn build_schema_with(
+    urls: Arc<UrlSigner>,
+    options: SchemaOptions,
+    gauge: Arc<crate::metrics::CacheGauge>,
+) -> AppSchema {
     let limits = options.limits;
     let mut builder = Schema::build(Query, Mutation, Subscription)
         .data(urls)
@@ -41,7 +50,10 @@ pub fn build_schema(urls: Arc<UrlSigner>, options: SchemaOptions) -> AppSchema {
         .extension(codes::ErrorCodes(limits))
         // Limits wrap the cache, so cached documents are checked too.
         .extension(limits::QueryLimits(limits))
-        .extension(documents::DocumentCache::default());
+        .extension(documents::DocumentCache::new(
+            options.document_cache_bytes,
+            gauge,
+        ));
     if !options.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
@@ -54,6 +66,8 @@ pub struct SchemaOptions {
     /// Introspection and field suggestions ("Did you mean ...?").
     pub introspection: bool,
     pub limits: limits::Limits,
+    /// Budget of the parsed-document cache, in bytes.
+    pub document_cache_bytes: usize,
 }
 
 impl Default for SchemaOptions {
@@ -61,6 +75,7 @@ impl Default for SchemaOptions {
         Self {
             introspection: true,
             limits: limits::Limits::default(),
+            document_cache_bytes: documents::DEFAULT_CACHE_BYTES,
         }
     }
 }

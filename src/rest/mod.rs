@@ -58,7 +58,11 @@ struct BodyKeys {
 impl RestApi {
     /// Compiles the route table against the schema. Fails (at start-up, and
     /// in tests) when a document does not fit the schema.
-    pub async fn new(schema: &AppSchema) -> Result<Self, String> {
+    pub async fn new(
+        schema: &AppSchema,
+        cache_bytes: usize,
+        gauge: std::sync::Arc<crate::metrics::CacheGauge>,
+    ) -> Result<Self, String> {
         let types = Types::introspect(schema).await?;
         let mut routes = Vec::with_capacity(ROUTES.len());
         for route in ROUTES {
@@ -87,7 +91,7 @@ impl RestApi {
         Ok(Self {
             routes,
             openapi,
-            cache: cache::ReadCache::default(),
+            cache: cache::ReadCache::new(cache_bytes, gauge),
             users: std::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -148,6 +152,21 @@ impl RestApi {
         router
     }
 
+    /// A user's counts now: the bus's change count and, with several
+    /// instances, the data version in the database (`None` when it cannot
+    /// be read: then nothing is served from, or kept in, the cache).
+    async fn freshness(&self, state: &AppState, user_id: i32) -> Option<cache::Freshness> {
+        let (generation, version) = state
+            .gateway
+            .freshness(user_id, state.cluster.is_some())
+            .await
+            .ok()?;
+        Some(cache::Freshness {
+            generation,
+            version,
+        })
+    }
+
     async fn handle(
         &self,
         state: &AppState,
@@ -161,35 +180,16 @@ impl RestApi {
         };
         let route = compiled.route;
         let identity = state.identify(req.headers());
-        // Reads of a verified user may be answered from the cache.
-        let cacheable = route.method == Method::GET && route.success == Success::Ok;
-        let sub = match &identity {
-            crate::auth::Identity::Verified(c) if cacheable => Some(c.sub.clone()),
-            _ => None,
-        };
-        let key = sub.map(|sub| cache::Key {
-            sub,
-            route: index,
-            id: id.clone(),
-            query: query.clone(),
-        });
-        let bus = state.gateway.service().events();
-        let known_user = key
-            .as_ref()
-            .and_then(|k| self.users.lock().ok()?.get(&k.sub).copied());
-        if let (Some(k), Some(_)) = (&key, known_user)
-            && let Some(body) = self.cache.get(k, |u| bus.generation(u))
-        {
-            return bytes_response(StatusCode::OK, body);
-        }
-        let generation_before = known_user.map(|u| (u, bus.generation(u)));
         // GraphQL names (variables and input fields) back to the REST names
         // the client used, for error bodies.
         let mut names: HashMap<String, String> = HashMap::new();
         let mut vars = Map::new();
-        if let Some(id) = id {
-            vars.insert("id".into(), Value::String(id));
+        if let Some(id) = &id {
+            vars.insert("id".into(), Value::String(id.clone()));
         }
+        // Only the route's declared parameters count, as parsed: anything
+        // else in the query string is ignored (and never part of a key).
+        let mut params = Vec::with_capacity(route.query.len());
         for param in route.query {
             let given = query
                 .iter()
@@ -205,9 +205,34 @@ impl RestApi {
                 (ParamKind::Enum { .. }, None) => Value::Null,
                 (ParamKind::Enum { .. }, Some(text)) => Value::String(text.clone()),
             };
+            params.push((param.name, value.to_string()));
             names.insert(param.variable.into(), param.name.into());
             vars.insert(param.variable.into(), value);
         }
+        // Reads of a verified user may be answered from the cache.
+        let cacheable = route.method == Method::GET && route.success == Success::Ok;
+        let key = match &identity {
+            crate::auth::Identity::Verified(c) if cacheable => Some(cache::Key {
+                sub: c.sub.as_str().into(),
+                route: index,
+                id: id.clone(),
+                params,
+            }),
+            _ => None,
+        };
+        let known_user = key
+            .as_ref()
+            .and_then(|k| self.users.lock().ok()?.get(&*k.sub).copied());
+        if let Some(k) = &key
+            && let Some((user, kept_under, body)) = self.cache.lookup(k)
+            && self.freshness(state, user).await == Some(kept_under)
+        {
+            return bytes_response(StatusCode::OK, body);
+        }
+        let freshness_before = match known_user {
+            Some(u) => self.freshness(state, u).await.map(|f| (u, f)),
+            None => None,
+        };
         if let Some(keys) = &compiled.body {
             let body = match read_json_object(req).await {
                 Ok(b) => b,
@@ -260,14 +285,14 @@ impl RestApi {
                 if users.len() >= 100_000 {
                     users.clear();
                 }
-                users.insert(k.sub.clone(), u);
+                users.insert(k.sub.to_string(), u);
             }
             // Kept only when the user was known before asking, so the
-            // change count is the one from before the answer was computed.
-            if let Some((known, generation)) = generation_before
+            // counts are the ones from before the answer was computed.
+            if let Some((known, freshness)) = freshness_before
                 && known == u
             {
-                self.cache.put(k, u, generation, body.clone());
+                self.cache.put(k, u, freshness, body.clone());
             }
         }
         bytes_response(status, body)
@@ -358,6 +383,7 @@ fn graphql_error(err: &ServerError, names: &HashMap<String, String>) -> Response
                 .unwrap_or_else(|| snake_case(&field));
             field_error(&key, message)
         }
+        Some(code::PRINTER_LIMIT_REACHED) => detail(StatusCode::FORBIDDEN, &err.message),
         Some(code::INTERNAL) => detail(StatusCode::INTERNAL_SERVER_ERROR, &err.message),
         // Anything else means a route's document and the schema disagree.
         _ => internal(&format!("REST operation failed: {}", err.message)),

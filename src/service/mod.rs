@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use entity::user;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set};
 
 use crate::error::AppError;
 use crate::events::{Event, EventBus, EventKind};
@@ -47,6 +47,21 @@ const VIEWER_CACHE_CAPACITY: usize = 10_000;
 
 type ViewerCache = Mutex<HashMap<(String, Option<String>), (Instant, Viewer)>>;
 
+/// Bounds on what one user or agent can make the service keep.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceLimits {
+    /// Most printers one user may have (archived ones count).
+    pub max_printers_per_user: u64,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        Self {
+            max_printers_per_user: 1000,
+        }
+    }
+}
+
 /// The domain service: cheap to clone, shared by every edge.
 #[derive(Clone)]
 pub struct Service {
@@ -54,6 +69,7 @@ pub struct Service {
     commands: Arc<dyn CommandDelivery>,
     events: Arc<dyn EventBus>,
     viewers: Arc<ViewerCache>,
+    limits: ServiceLimits,
 }
 
 impl Service {
@@ -67,7 +83,26 @@ impl Service {
             commands,
             events,
             viewers: Arc::default(),
+            limits: ServiceLimits::default(),
         }
+    }
+
+    /// The same service with other limits.
+    pub fn with_limits(mut self, limits: ServiceLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The user's data version: bumped in the same transaction as every
+    /// change the user makes (see [`bump_version`]).
+    pub async fn data_version(&self, user_id: i32) -> Result<i64, AppError> {
+        let v: Option<i64> = user::Entity::find_by_id(user_id)
+            .select_only()
+            .column(user::Column::DataVersion)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(v.unwrap_or(0))
     }
 
     /// Where changes are announced.
@@ -92,6 +127,20 @@ impl Service {
     /// The user a token's `sub` names, created on first sight
     /// ("just-in-time provisioning"). A changed `email` claim is stored.
     pub async fn viewer(&self, sub: &str, email: Option<&str>) -> Result<Viewer, AppError> {
+        // PostgreSQL cannot store U+0000, and no identity provider issues
+        // control characters in these: refuse instead of failing inside.
+        if rules::has_control_chars(sub) {
+            return Err(AppError::invalid(
+                "sub",
+                "The token's sub claim contains control characters.",
+            ));
+        }
+        if email.is_some_and(rules::has_control_chars) {
+            return Err(AppError::invalid(
+                "email",
+                "The token's email claim contains control characters.",
+            ));
+        }
         let key = (sub.to_owned(), email.map(str::to_owned));
         let cached = self.viewers.lock().ok().and_then(|c| {
             c.get(&key)
@@ -137,6 +186,7 @@ impl Service {
                     email: Set(email.map(str::to_owned)),
                     dh_balance: Set(0.0),
                     created_at: Set(now()),
+                    data_version: Set(0),
                     ..Default::default()
                 };
                 user::Entity::insert(row)
@@ -152,6 +202,28 @@ impl Service {
         };
         Ok(Viewer { user })
     }
+}
+
+/// Bumps a user's data version: called inside the transaction of every
+/// change the user makes, so whoever reads the version after the change
+/// was answered sees it moved (on any instance). On PostgreSQL the row
+/// lock it takes also serialises one user's creations (the printer cap).
+pub(crate) async fn bump_version(
+    c: &impl sea_orm::ConnectionTrait,
+    user_id: i32,
+) -> Result<(), AppError> {
+    user::Entity::update_many()
+        .col_expr(
+            user::Column::DataVersion,
+            sea_orm::sea_query::ExprTrait::add(
+                sea_orm::sea_query::Expr::col(user::Column::DataVersion),
+                1,
+            ),
+        )
+        .filter(user::Column::Id.eq(user_id))
+        .exec(c)
+        .await?;
+    Ok(())
 }
 
 /// The current time, truncated to microseconds: what both SQLite and

@@ -6,12 +6,13 @@ use entity::{print, printer};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
-    ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
+    ColumnTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait, TransactionTrait,
     sea_query::Expr,
 };
 
 use super::rules::{self, ActionOnFailure, AlertOverwrite, defaults};
-use super::{AgentCommand, Service, Viewer, now};
+use super::{AgentCommand, Service, Viewer, bump_version, now};
 use crate::error::AppError;
 use crate::events::{Event, EventKind};
 
@@ -183,9 +184,30 @@ impl Service {
             &mut row.min_timelapse_secs_on_cancel,
             defaults::MIN_TIMELAPSE_SECS_ON_CANCEL,
         );
-        let created = printer::Entity::insert(row)
-            .exec_with_returning(self.db())
+        let txn = self.db().begin().await?;
+        // First, so the user's row lock orders concurrent creations and the
+        // count below cannot be passed by two of them at once.
+        bump_version(&txn, viewer.id()).await?;
+        let limit = self.limits.max_printers_per_user;
+        let owned = printer::Entity::find()
+            .filter(printer::Column::UserId.eq(viewer.id()))
+            .filter(printer::Column::DeletedAt.is_null())
+            .count(&txn)
             .await?;
+        if owned >= limit {
+            // Dropping the transaction rolls the bump back: nothing written.
+            return Err(AppError::LimitReached {
+                code: crate::error::code::PRINTER_LIMIT_REACHED,
+                message: format!(
+                    "You have reached the limit of {limit} printers; delete one to add another."
+                ),
+                limit,
+            });
+        }
+        let created = printer::Entity::insert(row)
+            .exec_with_returning(&txn)
+            .await?;
+        txn.commit().await?;
         self.publish(&created, EventKind::Created);
         Ok(created)
     }
@@ -202,16 +224,19 @@ impl Service {
         let row = patch.validate()?;
         let row_changed = row.is_changed();
         if row_changed {
+            let txn = self.db().begin().await?;
             let res = printer::Entity::update_many()
                 .set(row)
                 .filter(printer::Column::Id.eq(id))
                 .filter(printer::Column::UserId.eq(viewer.id()))
                 .filter(printer::Column::DeletedAt.is_null())
-                .exec(self.db())
+                .exec(&txn)
                 .await?;
             if res.rows_affected == 0 {
                 return Err(AppError::NotFound);
             }
+            bump_version(&txn, viewer.id()).await?;
+            txn.commit().await?;
         }
         let updated = self.existing_printer(viewer, id).await?;
         if row_changed {
@@ -226,16 +251,19 @@ impl Service {
     /// Soft-deletes a printer: it is gone from every read, its token stops
     /// working, and its prints keep their history.
     pub async fn delete_printer(&self, viewer: &Viewer, id: i32) -> Result<(), AppError> {
+        let txn = self.db().begin().await?;
         let res = printer::Entity::update_many()
             .col_expr(printer::Column::DeletedAt, Expr::value(now()))
             .filter(printer::Column::Id.eq(id))
             .filter(printer::Column::UserId.eq(viewer.id()))
             .filter(printer::Column::DeletedAt.is_null())
-            .exec(self.db())
+            .exec(&txn)
             .await?;
         if res.rows_affected == 0 {
             return Err(AppError::NotFound);
         }
+        bump_version(&txn, viewer.id()).await?;
+        txn.commit().await?;
         self.events.publish(Event {
             printer_id: id,
             user_id: viewer.id(),
@@ -265,7 +293,12 @@ impl Service {
                 Expr::value(None::<chrono::DateTime<chrono::Utc>>),
             )
         };
-        let res = q.exec(self.db()).await?;
+        let txn = self.db().begin().await?;
+        let res = q.exec(&txn).await?;
+        if res.rows_affected > 0 {
+            bump_version(&txn, viewer.id()).await?;
+        }
+        txn.commit().await?;
         let printer = self.existing_printer(viewer, id).await?;
         if res.rows_affected > 0 {
             self.publish(&printer, EventKind::Updated);
@@ -293,28 +326,40 @@ impl Service {
                 printer,
             });
         };
+        // A command is delivered first: the verdict it implies (cancel: the
+        // alert was right; resume: it was not) is recorded only once the
+        // agent has the command, so a refused action writes nothing.
         let succeeded = match action {
             PrinterAction::Cancel => {
-                self.acknowledge(&current, Some(AlertOverwrite::Failed))
-                    .await?;
-                self.send(&printer, "cancel", serde_json::json!({})).await
+                let delivered = self.send(&printer, "cancel", serde_json::json!({})).await;
+                if delivered {
+                    self.acknowledge(viewer, &current, Some(AlertOverwrite::Failed))
+                        .await?;
+                }
+                delivered
             }
             PrinterAction::Pause => {
                 self.send(&printer, "pause", rules::pause_args(&printer))
                     .await
             }
             PrinterAction::Resume => {
-                self.acknowledge(&current, Some(AlertOverwrite::NotFailed))
-                    .await?;
-                self.send(&printer, "resume", serde_json::json!({})).await
+                let delivered = self.send(&printer, "resume", serde_json::json!({})).await;
+                if delivered {
+                    self.acknowledge(viewer, &current, Some(AlertOverwrite::NotFailed))
+                        .await?;
+                }
+                delivered
             }
             PrinterAction::Mute(mute) => {
                 let muted_at = mute.then(now);
+                let txn = self.db().begin().await?;
                 print::Entity::update_many()
                     .col_expr(print::Column::AlertMutedAt, Expr::value(muted_at))
                     .filter(print::Column::Id.eq(current.id))
-                    .exec(self.db())
+                    .exec(&txn)
                     .await?;
+                bump_version(&txn, viewer.id()).await?;
+                txn.commit().await?;
                 let muted = print::Model {
                     alert_muted_at: muted_at,
                     ..current
@@ -324,7 +369,7 @@ impl Service {
                 true
             }
             PrinterAction::AcknowledgeAlert(verdict) => {
-                self.acknowledge(&current, verdict).await?;
+                self.acknowledge(viewer, &current, verdict).await?;
                 true
             }
         };
@@ -336,6 +381,7 @@ impl Service {
     /// the verdict is stored when given.
     async fn acknowledge(
         &self,
+        viewer: &Viewer,
         print: &print::Model,
         verdict: Option<AlertOverwrite>,
     ) -> Result<(), AppError> {
@@ -348,7 +394,10 @@ impl Service {
         if let Some(v) = verdict {
             q = q.col_expr(print::Column::AlertOverwrite, Expr::value(v.as_str()));
         }
-        q.exec(self.db()).await?;
+        let txn = self.db().begin().await?;
+        q.exec(&txn).await?;
+        bump_version(&txn, viewer.id()).await?;
+        txn.commit().await?;
         Ok(())
     }
 

@@ -75,6 +75,12 @@ impl AlertOverwrite {
 /// A printer name: trimmed, 1 to 256 characters.
 pub fn valid_name(name: &str) -> Result<String, AppError> {
     let name = name.trim();
+    if has_control_chars(name) {
+        return Err(AppError::invalid(
+            "name",
+            "This field may not contain control characters.",
+        ));
+    }
     if name.is_empty() {
         return Err(AppError::invalid("name", "This field may not be blank."));
     }
@@ -85,6 +91,43 @@ pub fn valid_name(name: &str) -> Result<String, AppError> {
         ));
     }
     Ok(name.to_owned())
+}
+
+/// Whether text holds control characters (U+0000 among them, which
+/// PostgreSQL cannot store): refused where a user sent it.
+pub fn has_control_chars(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
+/// Agent text as stored: NUL characters (which PostgreSQL cannot store)
+/// removed, and cut to `max_chars` characters. Agent data is cleaned, not
+/// refused: a report with one bad field keeps the rest.
+pub fn clean_agent_text(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .filter(|c| *c != '\0')
+        .take(max_chars)
+        .collect()
+}
+
+/// An agent's JSON with NUL characters removed from every string (keys
+/// included), so one bad value does not lose the whole report.
+pub fn clean_agent_json(value: Value) -> Value {
+    match value {
+        Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', "")),
+        Value::Array(a) => Value::Array(a.into_iter().map(clean_agent_json).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (k.replace('\0', ""), clean_agent_json(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// A print's start time as an agent reports it (unix seconds): a value
+/// outside 2000..2100 is absurd and treated as absent.
+pub fn plausible_print_ts(ts: i64) -> bool {
+    ts == -1 || (946_684_800..4_102_444_800).contains(&ts)
 }
 
 /// A finite number within `min..=max`.
@@ -285,6 +328,7 @@ mod tests {
             current_print_id: None,
             normalized_p: 0.0,
             pic_at: None,
+            agent_instance: None,
         }
     }
 
@@ -295,6 +339,7 @@ mod tests {
             email: None,
             dh_balance: balance,
             created_at: Utc::now(),
+            data_version: 0,
         }
     }
 

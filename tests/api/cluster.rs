@@ -367,3 +367,48 @@ async fn readyz_fails_while_the_database_is_unreachable_and_recovers() {
         .await;
     assert_eq!(body["data"]["printers"], json!([]), "{body}");
 }
+
+#[tokio::test]
+async fn a_write_on_one_instance_is_read_at_once_on_the_other() {
+    let Some(admin) = postgres_or_skip("a_write_on_one_instance_is_read_at_once_on_the_other")
+    else {
+        return;
+    };
+    let pg = FreshPostgres::create(&admin).await;
+    let a = TestApp::spawn_on(Some(pg.url.clone())).await;
+    let b = TestApp::spawn_on(Some(pg.url.clone())).await;
+    let token = a.token("alice");
+    let id = a.create_printer(&token, "n0").await;
+    let path = format!("/api/v1/printers/{id}/");
+    // Warm B's cache: the first answer teaches it the user, the second is
+    // kept.
+    for _ in 0..3 {
+        b.rest(reqwest::Method::GET, &path, Some(&token))
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut fresh = 0;
+    for n in 1..=200 {
+        let name = format!("n{n}");
+        let patched = a
+            .rest(reqwest::Method::PATCH, &path, Some(&token))
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patched.status(), 200);
+        let read: Value = b
+            .rest(reqwest::Method::GET, &path, Some(&token))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if read["name"] == name.as_str() {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 200, "reads on B right after writes on A");
+}

@@ -9,7 +9,9 @@ use printgate::config::{Config, DatabaseConfig, JwtConfig};
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
-pub const SECRET: &str = "test-secret-for-printgate";
+pub const SECRET: &str = "test-secret-for-printgate-0123456789";
+/// The token that opens `/metrics` on the test apps.
+pub const METRICS_TOKEN: &str = "metrics-token-for-tests";
 
 pub struct TestApp {
     pub url: String,
@@ -108,12 +110,17 @@ pub fn test_config(dir: &std::path::Path, url: String) -> Config {
         request_timeout: std::time::Duration::from_secs(30),
         cors_origins: Vec::new(),
         trusted_documents: None,
+        guards: printgate::config::Guards {
+            metrics_token: Some(METRICS_TOKEN.into()),
+            ..Default::default()
+        },
         database: DatabaseConfig::new(url, 5),
         jwt: JwtConfig {
             secret: Some(SECRET.into()),
             public_key: None,
             issuer: None,
             audience: None,
+            url_secret: None,
             production: false,
             dev_secret_path: dir.join("secret"),
         },
@@ -258,6 +265,19 @@ impl TestApp {
         p.current_print_id = Set(Some(row.id));
         p.update(&self.db).await.unwrap();
         row.id
+    }
+
+    /// The app's `/metrics` text (with the metrics token).
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub async fn stored_print(&self, id: i32) -> entity::print::Model {

@@ -16,6 +16,7 @@ async fn small_limits() -> TestApp {
             root_fields: 3,
             tokens: 60,
             batch: 2,
+            ..Default::default()
         };
     })
     .await

@@ -33,14 +33,7 @@ async fn ends(ws: &mut Ws) -> bool {
 }
 
 async fn scrape(app: &TestApp) -> String {
-    app.client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    app.metrics().await
 }
 
 #[tokio::test]

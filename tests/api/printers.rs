@@ -431,11 +431,12 @@ async fn actions_without_a_current_print_change_nothing_and_do_not_succeed() {
 }
 
 #[tokio::test]
-async fn commands_to_an_offline_agent_do_not_succeed_but_still_acknowledge_the_alert() {
+async fn commands_to_an_offline_agent_do_not_succeed_and_record_no_verdict() {
     let app = TestApp::spawn().await;
     let token = app.token("alice");
     let id = app.create_printer(&token, "Prusa").await;
     let print_id = start_print(&app, &id, true).await;
+    let print_before = stored_print(&app, print_id).await;
     let body = app
         .gql(
             Some(&token),
@@ -445,14 +446,25 @@ async fn commands_to_an_offline_agent_do_not_succeed_but_still_acknowledge_the_a
         .await;
     let r = &body["data"]["cancelPrint"];
     assert_eq!(r["succeeded"], false, "no agent is connected: {body}");
-    assert_eq!(r["printer"]["currentPrint"]["alertOverwrite"], "FAILED");
-    assert!(r["printer"]["currentPrint"]["alertAcknowledgedAt"].is_string());
-    let stored = stored_print(&app, print_id).await;
-    assert_eq!(stored.alert_overwrite.as_deref(), Some("FAILED"));
     assert!(
-        stored.cancelled_at.is_none(),
-        "cancelled_at waits for the agent"
+        r["printer"]["currentPrint"]["alertOverwrite"].is_null(),
+        "{body}"
     );
+    assert!(r["printer"]["currentPrint"]["alertAcknowledgedAt"].is_null());
+    assert_eq!(
+        stored_print(&app, print_id).await,
+        print_before,
+        "an undelivered cancel records no verdict and no acknowledgement"
+    );
+    let resume = app
+        .gql(
+            Some(&token),
+            "mutation($id: ID!) { resumePrint(id: $id) { succeeded } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(resume["data"]["resumePrint"]["succeeded"], false);
+    assert_eq!(stored_print(&app, print_id).await, print_before);
 
     let pause = app
         .gql(

@@ -712,7 +712,10 @@ async fn actions_answer_with_succeeded_and_the_printer() {
     )
     .await;
     assert_eq!(b["succeeded"], false);
-    assert_eq!(b["printer"]["current_print"]["alert_overwrite"], "FAILED");
+    assert_eq!(
+        b["printer"]["current_print"]["alert_overwrite"], "NOT_FAILED",
+        "an undelivered cancel records no verdict"
+    );
 }
 
 #[tokio::test]

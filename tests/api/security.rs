@@ -112,3 +112,313 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
     assert_eq!(get("198.51.100.1").await.unwrap().status(), 429);
     assert_eq!(get("198.51.100.2").await.unwrap().status(), 200);
 }
+
+/// A gauge or counter's value in a metrics text.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in metrics"))
+}
+
+#[tokio::test]
+async fn client_operation_names_never_become_labels_and_metrics_stay_small() {
+    let app = TestApp::spawn().await;
+    let huge = "x".repeat(200_000);
+    for n in 0..30 {
+        let r = app
+            .client
+            .post(format!("{}/graphql", app.url))
+            .json(&json!({"query": "{ me { id } }", "operationName": format!("{huge}{n}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let token = app.token("alice");
+    for n in 0..400 {
+        // Valid names from a verified user: admitted only up to the cap.
+        app.gql(
+            Some(&token),
+            &format!("query Op{n} {{ me {{ id }} }}"),
+            json!({}),
+        )
+        .await;
+    }
+    let text = app.metrics().await;
+    assert!(!text.contains("xxxxxxxx"), "a client string became a label");
+    assert!(text.len() < 200_000, "metrics grew to {} bytes", text.len());
+    assert!(text.contains("operation=\"graphql other\""));
+    let labels = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("printgate_requests_total{surface=\"graphql\",operation=\"graphql Op")
+        })
+        .count();
+    assert!(
+        labels <= printgate::metrics::MAX_OPERATION_LABELS,
+        "{labels} labels"
+    );
+}
+
+#[tokio::test]
+async fn persisted_queries_register_only_what_runs_and_stay_within_their_bytes() {
+    let budget = 256 * 1024;
+    let app = TestApp::spawn_with(None, |c| c.guards.apq_cache_bytes = budget).await;
+    let post = |body: serde_json::Value| {
+        app.client
+            .post(format!("{}/graphql", app.url))
+            .json(&body)
+            .send()
+    };
+    let apq = |q: &str| {
+        let h = printgate::graphql::apq::hash(q);
+        json!({"version": 1, "sha256Hash": h})
+    };
+    // A document that does not parse is not kept.
+    let broken = "{ me { id ";
+    post(json!({"query": broken, "extensions": {"persistedQuery": apq(broken)}}))
+        .await
+        .unwrap();
+    let again: serde_json::Value = post(json!({"extensions": {"persistedQuery": apq(broken)}}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(error_code(&again), "PERSISTED_QUERY_NOT_FOUND", "{again}");
+    // Neither is one that does not validate.
+    let invalid = "{ nope }";
+    post(json!({"query": invalid, "extensions": {"persistedQuery": apq(invalid)}}))
+        .await
+        .unwrap();
+    let again: serde_json::Value = post(json!({"extensions": {"persistedQuery": apq(invalid)}}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(error_code(&again), "PERSISTED_QUERY_NOT_FOUND");
+    // A flood of valid 30 KB documents stays within the budget.
+    for n in 0..100 {
+        let q = format!("{{ me {{ id }} }} # {n} {}", "p".repeat(30_000));
+        post(json!({"query": q, "extensions": {"persistedQuery": apq(&q)}}))
+            .await
+            .unwrap();
+    }
+    let text = app.metrics().await;
+    let held = metric(&text, "printgate_cache_bytes{cache=\"persisted_queries\"}");
+    assert!(held > 0.0 && held <= budget as f64, "{held}");
+    // And the parsed-document cache is bounded too.
+    let docs = metric(&text, "printgate_cache_bytes{cache=\"documents\"}");
+    assert!(docs <= 32.0 * 1024.0 * 1024.0, "{docs}");
+}
+
+#[tokio::test]
+async fn an_oversized_document_is_refused_before_it_is_parsed() {
+    let app = TestApp::spawn().await;
+    let q = format!("{{ me {{ id }} }} # {}", "p".repeat(70_000));
+    let body = app.gql(None, &q, json!({})).await;
+    assert_eq!(error_code(&body), "DOCUMENT_TOO_LARGE", "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["limit"], 65536);
+}
+
+#[tokio::test]
+async fn junk_query_parameters_do_not_make_new_cache_entries() {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    app.create_printer(&token, "Prusa").await;
+    for n in 0..200 {
+        let r = app
+            .rest(
+                reqwest::Method::GET,
+                &format!("/api/v1/printers/?junk={n}&with_archived=false"),
+                Some(&token),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let entries = metric(
+        &app.metrics().await,
+        "printgate_cache_entries{cache=\"rest\"}",
+    );
+    assert!(
+        entries <= 1.0,
+        "{entries} entries for one route and one user"
+    );
+}
+
+#[tokio::test]
+async fn a_user_cannot_create_more_printers_than_the_cap_and_the_refusal_writes_nothing() {
+    let app = TestApp::spawn_with(None, |c| c.guards.max_printers_per_user = 3).await;
+    let token = app.token("alice");
+    for n in 0..3 {
+        app.create_printer(&token, &format!("p{n}")).await;
+    }
+    let rows = app.printer_rows().await;
+    let body = app
+        .gql(
+            Some(&token),
+            "mutation { createPrinter(input: {name: \"one more\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "PRINTER_LIMIT_REACHED", "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["limit"], 3);
+    let rest = app
+        .rest(reqwest::Method::POST, "/api/v1/printers/", Some(&token))
+        .json(&json!({"name": "and another"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 403);
+    let detail: serde_json::Value = rest.json().await.unwrap();
+    assert!(detail["detail"].as_str().unwrap().contains("limit of 3"));
+    assert_eq!(app.printer_rows().await, rows, "nothing was written");
+    // Another user has their own allowance.
+    app.create_printer(&app.token("bob"), "bob's").await;
+}
+
+#[tokio::test]
+async fn nul_characters_from_users_get_400_and_write_nothing() {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    let id = app.create_printer(&token, "Prusa").await;
+    let before = app.stored_printer(&id).await;
+    let body = app
+        .gql(
+            Some(&token),
+            "mutation($n: String!) { createPrinter(input: {name: $n}) { id } }",
+            json!({"n": "bad\u{0}name"}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    let patch = app
+        .rest(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/printers/{id}/"),
+            Some(&token),
+        )
+        .json(&json!({"name": "bad\u{0}name"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), 400);
+    let b: serde_json::Value = patch.json().await.unwrap();
+    assert!(b["name"][0].as_str().is_some(), "{b}");
+    assert_eq!(app.stored_printer(&id).await, before);
+    let users = app.user_rows().await;
+    let nul_sub = app
+        .keys
+        .mint("eve\u{0}", None, Duration::from_secs(60))
+        .unwrap();
+    let body = app.gql(Some(&nul_sub), "{ me { id } }", json!({})).await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    let rest = app
+        .rest(reqwest::Method::GET, "/api/v1/printers/", Some(&nul_sub))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 400);
+    assert_eq!(app.user_rows().await, users, "no user was provisioned");
+}
+
+#[tokio::test]
+async fn a_connection_that_trickles_its_headers_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(None, |c| {
+        c.guards.header_read_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let addr = app.url.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    // The server gives up on the headers and closes (maybe with a 408).
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "the slow connection was closed");
+}
+
+#[tokio::test]
+async fn connections_over_the_per_address_cap_are_refused() {
+    let app = TestApp::spawn_with(None, |c| c.guards.max_connections_per_address = 4).await;
+    let addr = app.url.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fresh = reqwest::Client::new();
+    let refused = fresh.get(format!("{}/healthz", app.url)).send().await;
+    assert!(refused.is_err(), "a fifth connection is refused");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ok = fresh
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "places come back when connections close");
+}
+
+#[tokio::test]
+async fn metrics_are_private_on_the_main_address() {
+    let app = TestApp::spawn().await;
+    let anon = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), 401);
+    let wrong = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .bearer_auth("guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(app.metrics().await.contains("printgate_requests_total"));
+    // Without a token configured, only the separate address serves them.
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _pg) = fresh_database(dir.path()).await;
+    let mut config = test_config(dir.path(), url);
+    config.guards.metrics_token = None;
+    config.guards.metrics_bind = Some("127.0.0.1:0".into());
+    let built = printgate::Application::build(config).await.unwrap();
+    let main = format!("http://{}", built.local_addr().unwrap());
+    let side = format!("http://{}", built.metrics_addr().unwrap());
+    tokio::spawn(built.run_until(std::future::pending()));
+    let c = reqwest::Client::new();
+    assert_eq!(
+        c.get(format!("{main}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let m = c.get(format!("{side}/metrics")).send().await.unwrap();
+    assert_eq!(m.status(), 200);
+    assert!(m.text().await.unwrap().contains("printgate_requests_total"));
+    assert_eq!(
+        c.get(format!("{side}/graphql"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}

@@ -67,6 +67,7 @@ async fn statements_for(n: usize) -> usize {
         service,
         Arc::new(UrlSigner::new(b"k".to_vec(), "")),
         Default::default(),
+        &Default::default(),
     );
     let identity = Identity::Verified(Claims {
         sub: "alice".into(),

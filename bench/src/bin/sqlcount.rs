@@ -35,6 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         service.clone(),
         Arc::new(UrlSigner::new(b"k".to_vec(), "")),
         Default::default(),
+        &Default::default(),
     );
     let mut first = Vec::new();
     for (sub, n) in [("three", 3), ("fifty", 50)] {
