@@ -150,7 +150,31 @@ impl Application {
         });
         let urls = Arc::new(UrlSigner::new(keys.url_key().to_vec(), &config.public_url));
         let caches = CacheGauges::default();
-        let gateway = Gateway::new(service, urls.clone(), config.schema, &caches);
+        let persisted = Arc::new(match &config.trusted_documents {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let manifest: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                PersistedQueries::trusted(&manifest)?
+            }
+            None => PersistedQueries::new(
+                config.guards.apq_cache_bytes,
+                caches.persisted_queries.clone(),
+            ),
+        });
+        // Trusted-documents mode holds inside the schema, for every
+        // transport; the REST routes' own documents are trusted too.
+        let mut schema_options = config.schema.clone();
+        if let Some(mut allowed) = persisted.trusted_hashes() {
+            allowed.extend(
+                crate::rest::routes::ROUTES
+                    .iter()
+                    .map(|r| graphql::apq::hash(r.document)),
+            );
+            schema_options.admission.trusted = Some(Arc::new(allowed));
+        }
+        let gateway = Gateway::new(service, urls.clone(), schema_options, &caches);
         // The REST routes are compiled against the schema's types, read by
         // introspection, which production mode turns off for clients.
         let types_schema = graphql::build_schema(urls.clone(), graphql::SchemaOptions::default());
@@ -168,24 +192,19 @@ impl Application {
             agents,
             urls,
             cluster,
-            persisted: Arc::new(match &config.trusted_documents {
-                Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                    let manifest: serde_json::Value = serde_json::from_str(&text)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                    PersistedQueries::trusted(&manifest)?
-                }
-                None => PersistedQueries::new(
-                    config.guards.apq_cache_bytes,
-                    caches.persisted_queries.clone(),
-                ),
-            }),
+            persisted,
             graphiql: config.graphiql,
             max_batch: config.schema.limits.batch,
             limiter: Arc::new(RateLimiter::new(config.rate_limits.clone())),
             caches,
             metrics_token: config.guards.metrics_token.clone(),
+            ws: graphql::ws::WsLimits {
+                init_timeout: config.guards.ws_init_timeout,
+                idle_timeout: config.guards.ws_idle_timeout,
+                per_connection: config.guards.max_subscriptions_per_connection,
+                per_user: config.guards.max_subscriptions_per_user,
+            },
+            subscriptions: Arc::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
         };
         let listener = TcpListener::bind(&config.bind).await?;

@@ -390,6 +390,7 @@ impl Settings {
                     document_bytes: self.max_document_bytes.max(64),
                 },
                 document_cache_bytes: self.document_cache_bytes,
+                admission: Default::default(),
             },
             guards: Guards {
                 apq_cache_bytes: self.apq_cache_bytes,

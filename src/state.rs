@@ -12,6 +12,8 @@ use crate::auth::{Identity, JwtKeys};
 use crate::cluster::Cluster;
 use crate::gateway::Gateway;
 use crate::graphql::apq::PersistedQueries;
+use crate::graphql::limits::SubscriptionCounts;
+use crate::graphql::ws::WsLimits;
 use crate::metrics::CacheGauges;
 use crate::ratelimit::RateLimiter;
 
@@ -35,6 +37,10 @@ pub struct AppState {
     /// Most operations in one batched request.
     pub max_batch: usize,
     pub limiter: Arc<RateLimiter>,
+    /// The GraphQL websocket's timeouts and subscription caps.
+    pub ws: WsLimits,
+    /// Live subscriptions per user (the per-user cap).
+    pub subscriptions: Arc<SubscriptionCounts>,
     /// The token that opens `/metrics` on the main address, if any.
     pub metrics_token: Option<String>,
     /// The sizes of this application's caches, for `/metrics`.

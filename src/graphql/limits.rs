@@ -206,3 +206,41 @@ mod tests {
         assert_eq!(count_tokens("# comment\n{ a(x: \"s t r\", y: 1.5) }"), 11);
     }
 }
+
+/// Live subscriptions per user, over every websocket of this instance:
+/// what the per-user cap counts. Entries go when they reach zero, so the
+/// map holds only users with live subscriptions.
+#[derive(Default)]
+pub struct SubscriptionCounts {
+    by_user: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+impl SubscriptionCounts {
+    /// Takes one place for `user` if they hold fewer than `limit`.
+    pub fn take(&self, user: &str, limit: usize) -> bool {
+        let Ok(mut m) = self.by_user.lock() else {
+            return false;
+        };
+        let n = m.entry(user.to_owned()).or_insert(0);
+        if *n >= limit {
+            if *n == 0 {
+                m.remove(user);
+            }
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Gives `n` places of `user` back.
+    pub fn release(&self, user: &str, n: usize) {
+        if let Ok(mut m) = self.by_user.lock()
+            && let Some(held) = m.get_mut(user)
+        {
+            *held = held.saturating_sub(n);
+            if *held == 0 {
+                m.remove(user);
+            }
+        }
+    }
+}

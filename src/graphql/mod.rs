@@ -1,5 +1,6 @@
 //! The GraphQL schema: types, roots, loaders, and its HTTP endpoint.
 
+pub mod admission;
 pub mod apq;
 mod codes;
 pub mod context;
@@ -48,6 +49,7 @@ pub fn build_schema_with(
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
         .extension(codes::ErrorCodes(limits))
+        .extension(options.admission.clone())
         // Limits wrap the cache, so cached documents are checked too.
         .extension(limits::QueryLimits(limits))
         .extension(documents::DocumentCache::new(
@@ -61,13 +63,15 @@ pub fn build_schema_with(
 }
 
 /// How the schema behaves: development defaults, or production's.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SchemaOptions {
     /// Introspection and field suggestions ("Did you mean ...?").
     pub introspection: bool,
     pub limits: limits::Limits,
     /// Budget of the parsed-document cache, in bytes.
     pub document_cache_bytes: usize,
+    /// Which documents may run (trusted-documents mode).
+    pub admission: admission::Admission,
 }
 
 impl Default for SchemaOptions {
@@ -76,6 +80,7 @@ impl Default for SchemaOptions {
             introspection: true,
             limits: limits::Limits::default(),
             document_cache_bytes: documents::DEFAULT_CACHE_BYTES,
+            admission: admission::Admission::default(),
         }
     }
 }

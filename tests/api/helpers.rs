@@ -320,3 +320,48 @@ pub async fn graphql_ws(base: &str, authorization: Option<&str>) -> Ws {
 /// A client websocket.
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The close code a websocket ends with (skipping other messages), within
+/// `secs` seconds; `None` when it ended without a close frame.
+pub async fn close_code(ws: &mut Ws, secs: u64) -> Option<u16> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(Duration::from_secs(secs), async {
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(Message::Close(Some(f))) => return Some(u16::from(f.code)),
+                Ok(Message::Close(None)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+        None
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the socket did not close within {secs} s"))
+}
+
+/// Sends a JSON message on a client websocket.
+pub async fn ws_send(ws: &mut Ws, v: Value) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        v.to_string().into(),
+    ))
+    .await
+    .expect("send");
+}
+
+/// The next JSON text message of a client websocket (pings skipped).
+pub async fn ws_next_json(ws: &mut Ws) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a message in time")
+            .expect("open")
+            .expect("ok");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(t.as_str()).expect("json");
+        }
+    }
+}

@@ -181,7 +181,11 @@ async fn shutdown_closes_agent_sockets_with_going_away_and_exits() {
     .await
     .unwrap();
     assert_eq!(code, Some(1001));
-    assert!(ends(&mut sub).await, "subscriptions end on shutdown");
+    assert_eq!(
+        crate::helpers::close_code(&mut sub, 5).await,
+        Some(1001),
+        "GraphQL websockets get a going-away close too"
+    );
     let exited = tokio::time::timeout(Duration::from_secs(10), server).await;
     assert!(
         exited.is_ok(),

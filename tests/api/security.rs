@@ -422,3 +422,144 @@ async fn metrics_are_private_on_the_main_address() {
         404
     );
 }
+
+/// The error code of a refused operation over graphql-transport-ws: an
+/// `error` message, or a `next` whose payload carries only errors.
+fn refusal_code(msg: &serde_json::Value) -> &str {
+    let errors = match msg["type"].as_str() {
+        Some("error") => &msg["payload"],
+        _ => &msg["payload"]["errors"],
+    };
+    assert!(msg["payload"]["data"].is_null(), "nothing ran: {msg}");
+    errors[0]["extensions"]["code"].as_str().unwrap_or_default()
+}
+
+/// A graphql-transport-ws connection, initialised with `token`.
+async fn subscriber(app: &TestApp, token: &str) -> Ws {
+    let mut ws = graphql_ws(&app.url, None).await;
+    ws_send(
+        &mut ws,
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}),
+    )
+    .await;
+    assert_eq!(ws_next_json(&mut ws).await["type"], "connection_ack");
+    ws
+}
+
+#[tokio::test]
+async fn only_subscriptions_run_over_the_websocket_and_trusted_mode_holds_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("manifest.json");
+    let allowed = "subscription { printerUpdated { id } }";
+    std::fs::write(&manifest, serde_json::to_string(&json!([allowed])).unwrap()).unwrap();
+    let app = TestApp::spawn_with(None, |c| c.trusted_documents = Some(manifest.clone())).await;
+    let token = app.token("alice");
+    let mut ws = subscriber(&app, &token).await;
+    let rows = app.printer_rows().await;
+    ws_send(
+        &mut ws,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": "mutation { createPrinter(input: {name: \"x\"}) { id } }"}}),
+    )
+    .await;
+    let refused = ws_next_json(&mut ws).await;
+    assert_eq!(
+        refusal_code(&refused),
+        "PERSISTED_QUERY_NOT_ALLOWED",
+        "{refused}"
+    );
+    assert_eq!(app.printer_rows().await, rows, "the mutation did not run");
+    // The trusted subscription runs.
+    ws_send(
+        &mut ws,
+        json!({"id": "2", "type": "subscribe", "payload": {"query": allowed}}),
+    )
+    .await;
+    // Outside trusted mode a mutation over the websocket is refused too.
+    let open = TestApp::spawn().await;
+    let token = open.token("alice");
+    let mut ws = subscriber(&open, &token).await;
+    ws_send(
+        &mut ws,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": "mutation { createPrinter(input: {name: \"x\"}) { id } }"}}),
+    )
+    .await;
+    let refused = ws_next_json(&mut ws).await;
+    assert_eq!(refusal_code(&refused), "SUBSCRIPTIONS_ONLY", "{refused}");
+    assert_eq!(open.printer_rows().await, 0);
+}
+
+#[tokio::test]
+async fn a_subscription_ends_with_4403_when_its_token_expires() {
+    let app = TestApp::spawn().await;
+    let token = app
+        .keys
+        .mint("alice", None, Duration::from_secs(2))
+        .unwrap();
+    let mut ws = subscriber(&app, &token).await;
+    ws_send(
+        &mut ws,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { printerUpdated { id } }"}}),
+    )
+    .await;
+    assert_eq!(close_code(&mut ws, 6).await, Some(4403));
+}
+
+#[tokio::test]
+async fn bad_or_missing_credentials_at_init_close_with_4403() {
+    let app = TestApp::spawn().await;
+    for payload in [json!({"Authorization": "Bearer junk"}), json!({})] {
+        let mut ws = graphql_ws(&app.url, None).await;
+        ws_send(
+            &mut ws,
+            json!({"type": "connection_init", "payload": payload}),
+        )
+        .await;
+        assert_eq!(close_code(&mut ws, 5).await, Some(4403), "{payload}");
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_that_never_initialises_is_closed_with_4408() {
+    let app = TestApp::spawn_with(None, |c| {
+        c.guards.ws_init_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut ws = graphql_ws(&app.url, None).await;
+    assert_eq!(close_code(&mut ws, 5).await, Some(4408));
+}
+
+#[tokio::test]
+async fn subscriptions_are_capped_per_connection_and_per_user() {
+    let app = TestApp::spawn_with(None, |c| {
+        c.guards.max_subscriptions_per_connection = 2;
+        c.guards.max_subscriptions_per_user = 3;
+    })
+    .await;
+    let token = app.token("alice");
+    let sub = |id: &str| json!({"id": id, "type": "subscribe", "payload": {"query": "subscription { printerUpdated { id } }"}});
+    let mut one = subscriber(&app, &token).await;
+    ws_send(&mut one, sub("a")).await;
+    ws_send(&mut one, sub("b")).await;
+    ws_send(&mut one, sub("c")).await;
+    let refused = ws_next_json(&mut one).await;
+    assert_eq!(refused["id"], "c");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"],
+        "TOO_MANY_SUBSCRIPTIONS"
+    );
+    assert_eq!(refused["payload"][0]["extensions"]["limit"], 2);
+    let mut two = subscriber(&app, &token).await;
+    ws_send(&mut two, sub("a")).await;
+    ws_send(&mut two, sub("b")).await;
+    let refused = ws_next_json(&mut two).await;
+    assert_eq!(refused["id"], "b", "the user's fourth: {refused}");
+    assert_eq!(refused["payload"][0]["extensions"]["limit"], 3);
+    // Completing one gives its place back.
+    ws_send(&mut one, json!({"id": "a", "type": "complete"})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ws_send(&mut two, sub("c")).await;
+    let id = app.create_printer(&token, "P").await;
+    let next = ws_next_json(&mut two).await;
+    assert_eq!(next["type"], "next", "{next}");
+    assert_eq!(next["payload"]["data"]["printerUpdated"]["id"], id.as_str());
+}
