@@ -118,6 +118,15 @@ async fn not_found() -> impl IntoResponse {
     (StatusCode::NOT_FOUND, Json(json!({"detail": "Not found."})))
 }
 
+/// A service failure at start-up, with its cause (operators see it; no
+/// client does).
+fn startup(e: crate::error::AppError) -> StartupError {
+    match e {
+        crate::error::AppError::Internal(cause) => cause.into(),
+        other => other.client_message().into(),
+    }
+}
+
 /// A built, bound application, ready to serve.
 pub struct Application {
     listener: TcpListener,
@@ -126,6 +135,7 @@ pub struct Application {
     /// The separate `/metrics` listener, when one is configured.
     metrics: Option<TcpListener>,
     conn_limits: server::ConnLimits,
+    retention: std::time::Duration,
 }
 
 impl Application {
@@ -145,9 +155,22 @@ impl Application {
             } else {
                 (None, agents.clone(), Arc::new(LocalBus::default()))
             };
-        let service = Service::new(db, commands, events).with_limits(ServiceLimits {
+        let mut service = Service::new(db, commands, events).with_limits(ServiceLimits {
             max_printers_per_user: config.guards.max_printers_per_user,
         });
+        // Printers whose agents were connected to an instance that is gone
+        // (on SQLite: to this one before it restarted) show offline now,
+        // not when their status ages out.
+        match &cluster {
+            Some(c) => {
+                service = service.with_instance(c.instance());
+                service.heartbeat().await.map_err(startup)?;
+                service.sweep_presence(false).await.map_err(startup)?;
+            }
+            None => {
+                service.sweep_presence(true).await.map_err(startup)?;
+            }
+        }
         let urls = Arc::new(UrlSigner::new(keys.url_key().to_vec(), &config.public_url));
         let caches = CacheGauges::default();
         let persisted = Arc::new(match &config.trusted_documents {
@@ -223,6 +246,7 @@ impl Application {
                 total: config.guards.max_connections,
                 header_read_timeout: config.guards.header_read_timeout,
             },
+            retention: config.guards.retention,
         })
     }
 
@@ -252,6 +276,12 @@ impl Application {
             tracing::info!("shutting down: closing websockets, finishing requests");
             let _ = going_away.send(true);
         };
+        tokio::spawn(crate::janitor::run(
+            self.state.gateway.service().clone(),
+            self.state.cluster.is_some(),
+            self.retention,
+            self.state.shutdown.subscribe(),
+        ));
         if let Some(listener) = self.metrics {
             let router = metrics_router(self.state.clone());
             let mut down = self.state.shutdown.subscribe();

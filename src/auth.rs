@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::JwtConfig;
 
+/// Shortest HS256 secret accepted in production.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 /// The claims printgate reads from a token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -72,6 +75,14 @@ pub enum KeyError {
         "PRINTGATE_JWT_SECRET is required in production (PRINTGATE_ENV=production); no development secret is generated"
     )]
     SecretRequired,
+    #[error(
+        "PRINTGATE_JWT_SECRET must be at least 32 bytes in production (HS256 needs a key as long as its hash)"
+    )]
+    SecretTooShort,
+    #[error(
+        "PRINTGATE_URL_SIGNING_SECRET is required in production with PRINTGATE_JWT_PUBLIC_KEY: every instance must sign snapshot links with the same key"
+    )]
+    UrlSecretRequired,
     #[error("tokens can only be minted with the HS256 secret, not with a public key")]
     CannotSign,
     #[error("signing failed: {0}")]
@@ -103,18 +114,40 @@ impl JwtKeys {
             }
         } else {
             let secret = match &config.secret {
+                Some(s) if config.production && s.len() < MIN_SECRET_BYTES => {
+                    return Err(KeyError::SecretTooShort);
+                }
                 Some(s) => s.clone().into_bytes(),
                 None if config.production => return Err(KeyError::SecretRequired),
                 None => dev_secret(&config.dev_secret_path)?,
             };
             Self::from_secret(&secret)
         };
+        // What is configured is required: a token without the claim is
+        // refused, not waved through.
+        let mut required = vec!["exp", "sub"];
         if let Some(iss) = &config.issuer {
             keys.validation.set_issuer(&[iss]);
-            keys.validation.set_required_spec_claims(&["exp", "iss"]);
+            required.push("iss");
         }
         if let Some(aud) = &config.audience {
             keys.validation.set_audience(&[aud]);
+            required.push("aud");
+        }
+        keys.validation.set_required_spec_claims(&required);
+        keys.validation.validate_nbf = true;
+        if let Some(secret) = &config.url_secret {
+            keys.url_key = derive_key(secret.as_bytes(), b"printgate snapshot urls");
+        } else if config.public_key.is_some() {
+            // Verifying keys cannot sign: without a shared secret the URL
+            // key is this process's own, and links fail on other instances
+            // and after a restart.
+            if config.production {
+                return Err(KeyError::UrlSecretRequired);
+            }
+            tracing::warn!(
+                "no PRINTGATE_URL_SIGNING_SECRET: snapshot links are signed with a per-process key (they fail on other instances and after a restart)"
+            );
         }
         Ok(keys)
     }
@@ -123,6 +156,7 @@ impl JwtKeys {
     pub fn from_secret(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_nbf = true;
         Self {
             decoding: DecodingKey::from_secret(secret),
             encoding: Some(EncodingKey::from_secret(secret)),
@@ -152,6 +186,7 @@ impl JwtKeys {
                 ErrorKind::MissingRequiredClaim(c) => format!("Invalid token: missing {c} claim."),
                 ErrorKind::InvalidIssuer => "Invalid token: wrong issuer.".into(),
                 ErrorKind::InvalidAudience => "Invalid token: wrong audience.".into(),
+                ErrorKind::ImmatureSignature => "Invalid token: not valid yet (nbf).".into(),
                 _ => "Invalid token.".into(),
             }),
         }

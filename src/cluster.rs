@@ -128,6 +128,11 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// This instance's id.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     fn send(&self, msg: Wire) {
         let env = Envelope {
             from: self.instance.clone(),

@@ -14,6 +14,9 @@ use crate::config::DatabaseConfig;
 /// each other instead of failing with "database is locked".
 pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
     let url = with_create_mode(&config.url);
+    if url.starts_with("sqlite:") && !url.contains(":memory:") {
+        prepare_sqlite(&url).await?;
+    }
     let mut opts = ConnectOptions::new(url);
     opts.max_connections(config.pool_size)
         .min_connections(1)
@@ -39,9 +42,76 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
     Database::connect(opts).await
 }
 
-/// Applies every pending migration.
+/// Creates the SQLite file and switches it to WAL over one connection,
+/// before any pool exists: a pool's connections opening a fresh file at
+/// once race each other for the journal-mode switch ("database is locked").
+async fn prepare_sqlite(url: &str) -> Result<(), DbErr> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(1)
+        .min_connections(1)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10))
+        });
+    let db = retry_busy(|| Database::connect(opts.clone())).await?;
+    db.close().await
+}
+
+/// Applies every pending migration; a database busy at start (another
+/// process migrating, a backup holding a lock) is waited for, not fatal.
+/// Two servers starting at once may both try a migration: each runs in a
+/// transaction, so the loser's is rolled back whole (its record, or a
+/// table, collides) and it tries again, finding the work done.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    let mut attempts = 0;
+    loop {
+        match retry_busy(|| Migrator::up(db, None)).await {
+            Err(e) if attempts < 5 && is_collision(&e) => {
+                attempts += 1;
+                tracing::warn!(error = %e, "another server migrated at the same time; trying again");
+                tokio::time::sleep(Duration::from_millis(100 * attempts)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A unique-key collision (SQLite's or PostgreSQL's wording).
+fn is_collision(e: &DbErr) -> bool {
+    let text = e.to_string();
+    text.contains("UNIQUE constraint failed")
+        || text.contains("duplicate key value")
+        || text.contains("already exists")
+}
+
+/// How long start-up waits for a busy database.
+const BUSY_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs `op`, again while it fails with "database is locked"/"busy", for
+/// up to [`BUSY_WAIT`].
+async fn retry_busy<T, F, Fut>(mut op: F) -> Result<T, DbErr>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DbErr>>,
+{
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Err(e) if is_busy(&e) && started.elapsed() < BUSY_WAIT => {
+                tracing::warn!(error = %e, "database busy at start; waiting");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_busy(e: &DbErr) -> bool {
+    let text = e.to_string();
+    text.contains("database is locked") || text.contains("database is busy")
 }
 
 /// A SQLite file URL without a `mode` is given `mode=rwc`, so the file is

@@ -17,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod graphql;
+pub mod janitor;
 pub mod metrics;
 pub mod ratelimit;
 pub mod responses;

@@ -150,7 +150,7 @@ impl RateLimiter {
                 burst: l.burst,
             },
             Caller::Address(_) => Rate {
-                per_second: l.per_address_per_second.max(l.per_second),
+                per_second: l.per_address_per_second,
                 burst: l.per_address_burst.max(1.0),
             },
             Caller::FailedAuth(_) => Rate {

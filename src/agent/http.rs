@@ -13,7 +13,7 @@ use chrono::Utc;
 use entity::printer;
 use serde_json::json;
 
-use super::MAX_PIC_BYTES;
+use super::{MAX_FORM_BYTES, MAX_PIC_BYTES};
 use crate::error::AppError;
 use crate::ratelimit::{ClientAddr, charge_agent};
 use crate::responses::{detail, field_error};
@@ -109,13 +109,16 @@ fn form_error(status: StatusCode, e: &dyn std::fmt::Display) -> Response {
     detail(status, &format!("Malformed form: {e}"))
 }
 
-async fn read_form(state: &AppState, req: Request) -> Result<Form, Response> {
+/// Reads a form. Text fields may total at most [`MAX_FORM_BYTES`] (413
+/// past it); files are kept only when `keep_files`, else read and dropped.
+async fn read_form(state: &AppState, req: Request, keep_files: bool) -> Result<Form, Response> {
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let mut form = Form::default();
+    let mut text_bytes = 0;
     if is_multipart {
         let mut mp = Multipart::from_request(req, state)
             .await
@@ -128,10 +131,24 @@ async fn read_form(state: &AppState, req: Request) -> Result<Form, Response> {
             };
             let name = field.name().unwrap_or_default().to_owned();
             let is_file = field.file_name().is_some();
+            if is_file && !keep_files {
+                let mut field = field;
+                while field
+                    .chunk()
+                    .await
+                    .map_err(|e| multipart_error(&e))?
+                    .is_some()
+                {}
+                continue;
+            }
             let data = field.bytes().await.map_err(|e| multipart_error(&e))?;
             if is_file {
                 form.files.insert(name, data);
             } else {
+                text_bytes += data.len();
+                if text_bytes > MAX_FORM_BYTES {
+                    return Err(text_too_large());
+                }
                 form.fields
                     .insert(name, String::from_utf8_lossy(&data).into_owned());
             }
@@ -140,16 +157,30 @@ async fn read_form(state: &AppState, req: Request) -> Result<Form, Response> {
         let axum::Form(fields) = axum::Form::<HashMap<String, String>>::from_request(req, state)
             .await
             .map_err(|e| form_error(e.status(), &e))?;
+        if fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > MAX_FORM_BYTES {
+            return Err(text_too_large());
+        }
         form.fields = fields;
     }
     Ok(form)
 }
 
+fn text_too_large() -> Response {
+    detail(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "The form's text fields are larger than 64 KiB.",
+    )
+}
+
 /// The printer whose agent sent the request, and the request's form.
-async fn agent_form(state: &AppState, req: Request) -> Result<(printer::Model, Form), Response> {
+async fn agent_form(
+    state: &AppState,
+    req: Request,
+    keep_files: bool,
+) -> Result<(printer::Model, Form), Response> {
     let addr = req.extensions().get::<ClientAddr>().copied();
     let p = agent(state, req.headers(), addr.as_ref()).await?;
-    let form = read_form(state, req).await?;
+    let form = read_form(state, req, keep_files).await?;
     Ok((p, form))
 }
 
@@ -175,7 +206,7 @@ fn truthy(v: Option<&String>, default: bool) -> bool {
 
 /// `POST /api/v1/octo/pic/`: the latest snapshot becomes the printer's pic.
 pub async fn pic(State(state): State<AppState>, req: Request) -> Response {
-    let (p, form) = match agent_form(&state, req).await {
+    let (p, form) = match agent_form(&state, req, true).await {
         Ok(found) => found,
         Err(r) => return r,
     };
@@ -211,7 +242,7 @@ pub async fn pic(State(state): State<AppState>, req: Request) -> Response {
 
 /// `POST /api/v1/octo/g_code_files/`: a stable id for the printed file.
 pub async fn g_code_file(State(state): State<AppState>, req: Request) -> Response {
-    let (p, form) = match agent_form(&state, req).await {
+    let (p, form) = match agent_form(&state, req, false).await {
         Ok(found) => found,
         Err(r) => return r,
     };
@@ -241,7 +272,7 @@ pub async fn g_code_file(State(state): State<AppState>, req: Request) -> Respons
 
 /// `POST /api/v1/octo/printer_events/`: kept as the printer's events.
 pub async fn printer_event(State(state): State<AppState>, req: Request) -> Response {
-    let (p, form) = match agent_form(&state, req).await {
+    let (p, form) = match agent_form(&state, req, false).await {
         Ok(found) => found,
         Err(r) => return r,
     };

@@ -19,18 +19,49 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Frames queued for one connection before it counts as stuck.
 const QUEUE: usize = 64;
 
-/// Something to send down an agent's socket.
+/// Something to send down an agent's socket: a text frame; the sender
+/// hears back once it was written. (Closing goes by the connection's
+/// close signal, never through this queue.)
 #[derive(Debug)]
 pub enum Outbound {
-    /// A text frame; the sender hears back once it was written.
     Text(String, Option<oneshot::Sender<()>>),
-    /// Close the socket with this code and reason.
-    Close(u16, &'static str),
 }
+
+/// Why a connection must close: set once, seen by its session whatever
+/// is queued (a full queue cannot keep a replaced or removed session
+/// alive).
+pub type CloseSignal = tokio::sync::watch::Receiver<Option<(u16, &'static str)>>;
 
 struct Conn {
     id: u64,
     tx: mpsc::Sender<Outbound>,
+    close: tokio::sync::watch::Sender<Option<(u16, &'static str)>>,
+}
+
+impl Conn {
+    fn close(&self, code: u16, reason: &'static str) {
+        let _ = self.close.send(Some((code, reason)));
+    }
+}
+
+/// A registered connection, for its session.
+pub struct Registration {
+    pub id: u64,
+    pub outbound: mpsc::Receiver<Outbound>,
+    pub closed: CloseSignal,
+}
+
+/// Frames per second an agent may send, sustained, and the burst: per
+/// printer, over every connection it makes (reconnecting does not refill).
+pub const FRAMES_PER_SEC: f64 = 20.0;
+pub const FRAME_BURST: f64 = 200.0;
+/// Most frame budgets kept; past it, the refilled ones (as good as new)
+/// are dropped.
+const BUDGETS: usize = 100_000;
+
+struct Budget {
+    tokens: f64,
+    last: std::time::Instant,
 }
 
 /// The connections this instance holds.
@@ -38,30 +69,59 @@ struct Conn {
 pub struct AgentHub {
     conns: Mutex<HashMap<i32, Conn>>,
     next_id: AtomicU64,
+    budgets: Mutex<HashMap<i32, Budget>>,
 }
 
 impl AgentHub {
+    /// Takes one frame from the printer's budget; `false` means it floods.
+    /// Every frame counts (text, binary, ping, pong).
+    pub fn take_frame(&self, printer_id: i32) -> bool {
+        let Ok(mut b) = self.budgets.lock() else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        if b.len() >= BUDGETS && !b.contains_key(&printer_id) {
+            b.retain(|_, x| {
+                x.tokens + now.duration_since(x.last).as_secs_f64() * FRAMES_PER_SEC < FRAME_BURST
+            });
+        }
+        let x = b.entry(printer_id).or_insert(Budget {
+            tokens: FRAME_BURST,
+            last: now,
+        });
+        x.tokens =
+            (x.tokens + now.duration_since(x.last).as_secs_f64() * FRAMES_PER_SEC).min(FRAME_BURST);
+        x.last = now;
+        if x.tokens >= 1.0 {
+            x.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Registers a new connection for `printer_id`, closing an older one.
-    /// Returns the connection's id and the queue its socket writer drains.
-    pub fn register(&self, printer_id: i32) -> (u64, mpsc::Receiver<Outbound>) {
+    pub fn register(&self, printer_id: i32) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (close, closed) = tokio::sync::watch::channel(None);
         let old = self
             .conns
             .lock()
-            .map(|mut m| m.insert(printer_id, Conn { id, tx }))
+            .map(|mut m| m.insert(printer_id, Conn { id, tx, close }))
             .unwrap_or(None);
         if let Some(old) = old {
             tracing::info!(
                 printer_id,
                 "second agent connection; closing the first with 4321"
             );
-            let _ = old.tx.try_send(Outbound::Close(
-                CLOSE_REPLACED,
-                "token used by another connection",
-            ));
+            old.close(CLOSE_REPLACED, "token used by another connection");
         }
-        (id, rx)
+        Registration {
+            id,
+            outbound: rx,
+            closed,
+        }
     }
 
     /// Forgets a connection, if it is still the printer's current one.
@@ -99,7 +159,7 @@ impl AgentHub {
             .and_then(|mut m| m.remove(&printer_id));
         if let Some(c) = conn {
             tracing::info!(printer_id, code, "closing agent connection");
-            let _ = c.tx.try_send(Outbound::Close(code, reason));
+            c.close(code, reason);
         }
     }
 
@@ -178,13 +238,33 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_second_connection_closes_the_first_with_4321() {
+    async fn a_second_connection_closes_the_first_with_4321_even_when_its_queue_is_full() {
         let hub = AgentHub::default();
-        let (first, mut rx1) = hub.register(7);
-        let (second, _rx2) = hub.register(7);
-        assert!(matches!(rx1.recv().await, Some(Outbound::Close(4321, _))));
-        assert!(!hub.unregister(7, first), "the replaced one is not current");
-        assert!(hub.unregister(7, second));
+        let mut first = hub.register(7);
+        for _ in 0..QUEUE {
+            hub.send(7, "{}".into());
+        }
+        let second = hub.register(7);
+        assert!(first.closed.changed().await.is_ok());
+        assert_eq!(
+            *first.closed.borrow(),
+            Some((4321, "token used by another connection"))
+        );
+        assert!(
+            !hub.unregister(7, first.id),
+            "the replaced one is not current"
+        );
+        assert!(hub.unregister(7, second.id));
+    }
+
+    #[test]
+    fn the_frame_budget_is_the_printers_not_the_connections() {
+        let hub = AgentHub::default();
+        let spent = (0..1000).filter(|_| hub.take_frame(1)).count();
+        assert!(spent <= FRAME_BURST as usize + 5, "{spent}");
+        let _ = hub.register(1);
+        assert!(!hub.take_frame(1), "a new connection does not refill it");
+        assert!(hub.take_frame(2), "another printer has its own");
     }
 
     #[tokio::test]
@@ -195,9 +275,9 @@ mod tests {
             args: json!({}),
         };
         assert!(!hub.deliver(1, &cmd).await, "no connection, no delivery");
-        let (_, mut rx) = hub.register(1);
+        let mut reg = hub.register(1);
         let writer = tokio::spawn(async move {
-            if let Some(Outbound::Text(frame, Some(done))) = rx.recv().await {
+            if let Some(Outbound::Text(frame, Some(done))) = reg.outbound.recv().await {
                 let _ = done.send(());
                 return frame;
             }

@@ -1,7 +1,7 @@
 //! The agent websocket `/ws/dev/`: handshake authentication, one connection
 //! per printer, `remote_status`, frames in, commands out.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::State;
@@ -12,8 +12,9 @@ use entity::printer;
 use futures_util::{SinkExt, StreamExt};
 
 use super::frames::{self, Frame};
-use super::hub::{Outbound, remote_status};
+use super::hub::{Outbound, Registration, remote_status};
 use crate::auth::bearer_token;
+use crate::error::AppError;
 use crate::ratelimit::{ClientAddr, charge_agent};
 use crate::responses::detail;
 use crate::state::AppState;
@@ -22,9 +23,6 @@ use crate::state::AppState;
 const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code for an agent that floods.
 const CLOSE_POLICY: u16 = 1008;
-/// Sustained frames per second an agent may send, and the burst above it.
-const RATE_PER_SEC: f64 = 20.0;
-const BURST: f64 = 200.0;
 
 /// Authenticates the handshake (`authorization: bearer <auth_token>`, any
 /// case) and upgrades; an unknown, archived or deleted printer's token gets
@@ -65,39 +63,15 @@ pub async fn upgrade(
     }
 }
 
-/// A token bucket: frames beyond the sustained rate and burst are a flood.
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new() -> Self {
-        Self {
-            tokens: BURST,
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * RATE_PER_SEC;
-        self.tokens = (self.tokens + refill).min(BURST);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 async fn session(state: AppState, printer: printer::Model, socket: WebSocket) {
     let service = state.gateway.service().clone();
     let hub = state.agents.clone();
     let printer_id = printer.id;
-    let (conn_id, mut outbound) = hub.register(printer_id);
+    let Registration {
+        id: conn_id,
+        mut outbound,
+        mut closed,
+    } = hub.register(printer_id);
     let (mut sink, mut stream) = socket.split();
     let watch = service.should_watch(&printer).await.unwrap_or(false);
     if sink
@@ -111,52 +85,61 @@ async fn session(state: AppState, printer: printer::Model, socket: WebSocket) {
     if let Some(cluster) = &state.cluster {
         cluster.agent_connected(printer_id);
     }
-    service.agent_connected(&printer);
+    if let Err(e) = service.agent_connected(&printer).await {
+        e.log();
+    }
     tracing::info!(printer_id, "agent connected");
-    let mut bucket = Bucket::new();
     let mut shutdown = state.shutdown.subscribe();
-    loop {
+    let close_with = loop {
         tokio::select! {
-            () = going_away(&mut shutdown) => {
-                let frame = CloseFrame { code: CLOSE_GOING_AWAY, reason: "server shutting down".into() };
-                let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
-                break;
-            }
+            () = going_away(&mut shutdown) => break Some((CLOSE_GOING_AWAY, "server shutting down")),
+            // Replaced (4321) or removed (deleted, archived): always heard,
+            // whatever is queued.
+            _ = closed.changed() => break *closed.borrow(),
             out = outbound.recv() => match out {
                 Some(Outbound::Text(frame, done)) => {
                     if sink.send(Message::Text(frame.into())).await.is_err() {
-                        break;
+                        break None;
                     }
                     if let Some(done) = done {
                         let _ = done.send(());
                     }
                 }
-                Some(Outbound::Close(code, reason)) => {
-                    let frame = CloseFrame { code, reason: reason.into() };
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        sink.send(Message::Close(Some(frame))),
-                    )
-                    .await;
-                    break;
-                }
-                None => break,
+                // The hub dropped the connection: with a close signal, if
+                // it gave one (both branches are ready together).
+                None => break *closed.borrow(),
             },
-            msg = stream.next() => match msg {
-                Some(Ok(Message::Text(text))) => {
-                    if !bucket.take() {
-                        tracing::warn!(printer_id, "agent floods; closing");
-                        let frame = CloseFrame { code: CLOSE_POLICY, reason: "too many frames".into() };
-                        let _ = sink.send(Message::Close(Some(frame))).await;
-                        break;
-                    }
-                    handle_text(&state, printer_id, text.as_str()).await;
+            msg = stream.next() => {
+                let msg = match msg {
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break None,
+                    Some(Ok(m)) => m,
+                };
+                // Every frame counts against the printer's budget, which a
+                // reconnect does not refill.
+                if !hub.take_frame(printer_id) {
+                    tracing::warn!(printer_id, "agent floods; closing");
+                    break Some((CLOSE_POLICY, "too many frames"));
                 }
-                // Binary frames only carry tunnel replies.
-                Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-            },
+                if let Message::Text(text) = msg
+                    && !handle_text(&state, printer_id, text.as_str()).await
+                {
+                    break Some((1000, "printer removed"));
+                }
+                // Binary frames only carry tunnel replies; pings are
+                // answered by the websocket layer.
+            }
         }
+    };
+    if let Some((code, reason)) = close_with {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            sink.send(Message::Close(Some(frame))),
+        )
+        .await;
     }
     if hub.unregister(printer_id, conn_id) {
         if let Err(e) = service.agent_disconnected(printer_id).await {
@@ -171,13 +154,15 @@ pub async fn going_away(rx: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|down| *down).await.map(|_| ());
 }
 
-async fn handle_text(state: &AppState, printer_id: i32, text: &str) {
+/// Applies one text frame; `false` when the printer is gone (deleted or
+/// archived), so the session must end.
+async fn handle_text(state: &AppState, printer_id: i32, text: &str) -> bool {
     let service = state.gateway.service();
     let frame = match frames::parse(text) {
         Ok(f) => f,
         Err(why) => {
-            tracing::warn!(printer_id, why = %why, "dropped an agent frame");
-            return;
+            tracing::warn!(printer_id, why = %crate::metrics::truncated(&why), "dropped an agent frame");
+            return true;
         }
     };
     let result = match frame {
@@ -196,7 +181,12 @@ async fn handle_text(state: &AppState, printer_id: i32, text: &str) {
             Err(e) => Err(e),
         },
     };
-    if let Err(e) = result {
-        e.log();
+    match result {
+        Err(AppError::NotFound) => false,
+        Err(e) => {
+            e.log();
+            true
+        }
+        Ok(()) => true,
     }
 }

@@ -7,6 +7,7 @@ use entity::{g_code_file, print, printer, printer_event, snapshot};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use serde_json::Value;
 
@@ -16,7 +17,18 @@ use crate::events::EventKind;
 
 /// Two print timestamps this close, with the same file, are the same print
 /// (agents re-derive the start time after a reconnect).
-const SAME_PRINT_WINDOW_SECS: i64 = 20;
+const SAME_PRINT_WINDOW_SECS: u64 = 20;
+/// Longest agent text kept, per field, in characters.
+pub const MAX_EVENT_TYPE_CHARS: usize = 64;
+pub const MAX_EVENT_TITLE_CHARS: usize = 512;
+pub const MAX_EVENT_TEXT_CHARS: usize = 16 * 1024;
+pub const MAX_URL_CHARS: usize = 2048;
+pub const MAX_FILENAME_CHARS: usize = 1024;
+pub const MAX_SIGNATURE_CHARS: usize = 256;
+/// Most printer events kept per printer (the oldest go first), whatever
+/// the retention; checked every [`TRIM_EVERY`] events.
+pub const MAX_EVENTS_PER_PRINTER: u64 = 1000;
+const TRIM_EVERY: i32 = 50;
 
 /// One status message from an agent, already checked for types.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,9 +79,12 @@ impl Service {
             .await?)
     }
 
+    /// The printer an agent session writes for: a deleted or archived
+    /// one is `NotFound`, and its session ends (see the agent socket).
     async fn agent_owned(&self, printer_id: i32) -> Result<printer::Model, AppError> {
         printer::Entity::find_by_id(printer_id)
             .filter(printer::Column::DeletedAt.is_null())
+            .filter(printer::Column::ArchivedAt.is_null())
             .one(self.db())
             .await?
             .ok_or(AppError::NotFound)
@@ -96,24 +111,39 @@ impl Service {
         Ok(rules::should_watch(p, &owner, current.as_ref()))
     }
 
-    /// An agent connected: announce it (its status arrives with its frames).
-    pub fn agent_connected(&self, p: &printer::Model) {
+    /// An agent connected here: the printer is online (held by this
+    /// instance) and that is announced (its status arrives with its frames).
+    pub async fn agent_connected(&self, p: &printer::Model) -> Result<(), AppError> {
+        printer::Entity::update_many()
+            .col_expr(
+                printer::Column::AgentInstance,
+                Expr::value(self.instance().to_owned()),
+            )
+            .filter(printer::Column::Id.eq(p.id))
+            .exec(self.db())
+            .await?;
         self.publish(p, EventKind::Connection);
+        Ok(())
     }
 
-    /// The agent's connection closed: its printer shows offline.
+    /// The agent's connection here closed: its printer shows offline,
+    /// unless a newer connection (on another instance) holds it already.
     pub async fn agent_disconnected(&self, printer_id: i32) -> Result<(), AppError> {
         let p = self.agent_owned(printer_id).await?;
-        printer::Entity::update_many()
+        let res = printer::Entity::update_many()
             .col_expr(printer::Column::Status, Expr::value(None::<Value>))
             .col_expr(
                 printer::Column::StatusAt,
                 Expr::value(None::<DateTime<Utc>>),
             )
+            .col_expr(printer::Column::AgentInstance, Expr::value(None::<String>))
             .filter(printer::Column::Id.eq(printer_id))
+            .filter(printer::Column::AgentInstance.eq(self.instance()))
             .exec(self.db())
             .await?;
-        self.publish(&p, EventKind::Connection);
+        if res.rows_affected > 0 {
+            self.publish(&p, EventKind::Connection);
+        }
         Ok(())
     }
 
@@ -123,8 +153,26 @@ impl Service {
     pub async fn agent_report(
         &self,
         printer_id: i32,
-        report: StatusReport,
+        mut report: StatusReport,
     ) -> Result<Option<bool>, AppError> {
+        // Agent data is cleaned, never refused whole: NULs (which
+        // PostgreSQL cannot store) go, an absurd print timestamp counts as
+        // absent, and the rest of the report still applies.
+        report.settings = report.settings.map(rules::clean_agent_json);
+        report.status = report.status.map(rules::clean_agent_json);
+        report.event_type = report
+            .event_type
+            .map(|t| rules::clean_agent_text(&t, MAX_EVENT_TYPE_CHARS));
+        report.event_file = report
+            .event_file
+            .map(|f| rules::clean_agent_text(&f, MAX_FILENAME_CHARS));
+        if report
+            .current_print_ts
+            .is_some_and(|ts| !rules::plausible_print_ts(ts))
+        {
+            tracing::warn!(printer_id, ts = ?report.current_print_ts, "absurd print timestamp ignored");
+            report.current_print_ts = None;
+        }
         let p = self.agent_owned(printer_id).await?;
         let owner = entity::user::Entity::find_by_id(p.user_id)
             .one(self.db())
@@ -166,7 +214,7 @@ impl Service {
                 .as_ref()
                 .and_then(|s| s.pointer("/job/file/name"))
                 .and_then(Value::as_str)
-                .map(str::to_owned)
+                .map(|f| rules::clean_agent_text(f, MAX_FILENAME_CHARS))
         });
         let mut print_changed = false;
         let mut current_id = current.as_ref().map(|c| c.id);
@@ -187,7 +235,7 @@ impl Service {
             (Some(ts), Some(c)) if ts == c.ext_id => {}
             (Some(ts), Some(c)) => {
                 let same_file = filename.as_deref().is_none_or(|f| f == c.filename);
-                if (ts - c.ext_id).abs() <= SAME_PRINT_WINDOW_SECS && same_file {
+                if ts.abs_diff(c.ext_id) <= SAME_PRINT_WINDOW_SECS && same_file {
                     print::Entity::update_many()
                         .col_expr(print::Column::ExtId, Expr::value(ts))
                         .filter(print::Column::Id.eq(c.id))
@@ -361,43 +409,107 @@ impl Service {
     }
 
     /// A stable id for a G-code file: the same file reported again gets the
-    /// same id.
+    /// same id (an upsert on the unique key, so two reports at once cannot
+    /// make two records). Records older than the retention are pruned.
     pub async fn g_code_file(&self, printer_id: i32, f: GCodeFile) -> Result<i32, AppError> {
-        let existing = g_code_file::Entity::find()
-            .filter(g_code_file::Column::PrinterId.eq(printer_id))
-            .filter(g_code_file::Column::SafeFilename.eq(f.safe_filename.as_str()))
-            .filter(g_code_file::Column::AgentSignature.eq(f.agent_signature.as_str()))
-            .one(self.db())
-            .await?;
-        if let Some(e) = existing {
-            return Ok(e.id);
-        }
+        let safe_filename = rules::clean_agent_text(&f.safe_filename, MAX_FILENAME_CHARS);
+        let agent_signature = rules::clean_agent_text(&f.agent_signature, MAX_SIGNATURE_CHARS);
         let row = g_code_file::ActiveModel {
             printer_id: Set(printer_id),
-            filename: Set(f.filename),
-            safe_filename: Set(f.safe_filename),
+            filename: Set(rules::clean_agent_text(&f.filename, MAX_FILENAME_CHARS)),
+            safe_filename: Set(safe_filename.clone()),
             num_bytes: Set(f.num_bytes),
-            agent_signature: Set(f.agent_signature),
-            url: Set(f.url),
+            agent_signature: Set(agent_signature.clone()),
+            url: Set(f.url.map(|u| rules::clean_agent_text(&u, MAX_URL_CHARS))),
             created_at: Set(now()),
             ..Default::default()
         };
-        Ok(row.insert(self.db()).await?.id)
+        g_code_file::Entity::insert(row)
+            .on_conflict_do_nothing_on([
+                g_code_file::Column::PrinterId,
+                g_code_file::Column::SafeFilename,
+                g_code_file::Column::AgentSignature,
+            ])
+            .exec_without_returning(self.db())
+            .await?;
+        g_code_file::Entity::find()
+            .filter(g_code_file::Column::PrinterId.eq(printer_id))
+            .filter(g_code_file::Column::SafeFilename.eq(safe_filename.as_str()))
+            .filter(g_code_file::Column::AgentSignature.eq(agent_signature.as_str()))
+            .one(self.db())
+            .await?
+            .map(|g| g.id)
+            .ok_or_else(|| AppError::internal("g-code file vanished after upsert"))
     }
 
     /// Keeps a printer event reported over HTTP.
+    /// Fields are cut to their caps and cleaned of NULs; a printer keeps at
+    /// most [`MAX_EVENTS_PER_PRINTER`] events.
     pub async fn printer_event(&self, printer_id: i32, e: PrinterEvent) -> Result<(), AppError> {
+        let clean = |t: Option<String>, max| t.map(|t| rules::clean_agent_text(&t, max));
         let row = printer_event::ActiveModel {
             printer_id: Set(printer_id),
-            event_type: Set(e.event_type),
-            event_class: Set(e.event_class),
-            event_title: Set(e.event_title),
-            event_text: Set(e.event_text),
-            info_url: Set(e.info_url),
+            event_type: Set(rules::clean_agent_text(&e.event_type, MAX_EVENT_TYPE_CHARS)),
+            event_class: Set(clean(e.event_class, MAX_EVENT_TYPE_CHARS)),
+            event_title: Set(clean(e.event_title, MAX_EVENT_TITLE_CHARS)),
+            event_text: Set(clean(e.event_text, MAX_EVENT_TEXT_CHARS)),
+            info_url: Set(clean(e.info_url, MAX_URL_CHARS)),
             created_at: Set(now()),
             ..Default::default()
         };
-        row.insert(self.db()).await?;
+        let id = row.insert(self.db()).await?.id;
+        if id % TRIM_EVERY == 0 {
+            self.trim_events(printer_id, MAX_EVENTS_PER_PRINTER).await?;
+        }
         Ok(())
+    }
+
+    /// Keeps only a printer's `keep` newest events.
+    pub async fn trim_events(&self, printer_id: i32, keep: u64) -> Result<u64, AppError> {
+        let oldest_kept: Option<i32> = printer_event::Entity::find()
+            .select_only()
+            .column(printer_event::Column::Id)
+            .filter(printer_event::Column::PrinterId.eq(printer_id))
+            .order_by_desc(printer_event::Column::Id)
+            .offset(keep.saturating_sub(1))
+            .limit(1)
+            .into_tuple()
+            .one(self.db())
+            .await?;
+        let Some(oldest_kept) = oldest_kept else {
+            return Ok(0);
+        };
+        let res = printer_event::Entity::delete_many()
+            .filter(printer_event::Column::PrinterId.eq(printer_id))
+            .filter(printer_event::Column::Id.lt(oldest_kept))
+            .exec(self.db())
+            .await?;
+        Ok(res.rows_affected)
+    }
+
+    /// Deletes what agents left that is older than `retention`: printer
+    /// events, G-code file records and snapshots (whose printers then show
+    /// no picture). Returns the rows deleted.
+    pub async fn prune(&self, retention: std::time::Duration) -> Result<u64, AppError> {
+        let cutoff =
+            now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(36_500));
+        let events = printer_event::Entity::delete_many()
+            .filter(printer_event::Column::CreatedAt.lt(cutoff))
+            .exec(self.db())
+            .await?;
+        let files = g_code_file::Entity::delete_many()
+            .filter(g_code_file::Column::CreatedAt.lt(cutoff))
+            .exec(self.db())
+            .await?;
+        let pics = snapshot::Entity::delete_many()
+            .filter(snapshot::Column::TakenAt.lt(cutoff))
+            .exec(self.db())
+            .await?;
+        printer::Entity::update_many()
+            .col_expr(printer::Column::PicAt, Expr::value(None::<DateTime<Utc>>))
+            .filter(printer::Column::PicAt.lt(cutoff))
+            .exec(self.db())
+            .await?;
+        Ok(events.rows_affected + files.rows_affected + pics.rows_affected)
     }
 }

@@ -7,6 +7,7 @@
 
 mod agent;
 mod commands;
+mod presence;
 mod printers;
 pub mod rules;
 
@@ -70,6 +71,9 @@ pub struct Service {
     events: Arc<dyn EventBus>,
     viewers: Arc<ViewerCache>,
     limits: ServiceLimits,
+    /// This instance's id: what a printer's `agent_instance` names while
+    /// its agent is connected here.
+    instance: Arc<str>,
 }
 
 impl Service {
@@ -84,7 +88,18 @@ impl Service {
             events,
             viewers: Arc::default(),
             limits: ServiceLimits::default(),
+            instance: uuid::Uuid::new_v4().simple().to_string().into(),
         }
+    }
+
+    /// The same service under another instance id (the cluster's).
+    pub fn with_instance(mut self, instance: &str) -> Self {
+        self.instance = instance.into();
+        self
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// The same service with other limits.

@@ -172,6 +172,9 @@ pub fn new_auth_token() -> String {
 
 /// The status clients see: the stored one while fresh, else none (offline).
 pub fn visible_status(p: &printer::Model, now: DateTime<Utc>) -> Option<&Value> {
+    // Online means an agent is connected now (to some live instance): a
+    // status left behind by a crashed instance is not shown.
+    p.agent_instance.as_ref()?;
     let at = p.status_at?;
     let status = p.status.as_ref()?;
     ((now - at).num_seconds() <= STATUS_TTL_SECS && !status.is_null()).then_some(status)
@@ -363,6 +366,7 @@ mod tests {
         );
         p.status = Some(json!({"state": {"flags": {"printing": true}}}));
         p.status_at = Some(now);
+        p.agent_instance = Some("me".into());
         assert_eq!(not_watching_reason(&p, &owner(0.0), None, now), None);
         p.status_at = Some(now - Duration::seconds(STATUS_TTL_SECS + 1));
         assert_eq!(

@@ -763,3 +763,231 @@ async fn the_simulator_creates_printers_within_the_batch_limit() {
     assert_eq!(tokens.len(), 25);
     assert_eq!(app.printer_rows().await, 25);
 }
+
+// What an agent (or a stolen agent token) must not be able to do: fill
+// the disk, overflow the server, keep writing for a removed printer.
+
+async fn count<E>(app: &TestApp, _e: E) -> u64
+where
+    E: sea_orm::EntityTrait,
+    E::Model: Sync,
+{
+    use sea_orm::PaginatorTrait;
+    E::find().count(&app.db).await.unwrap()
+}
+
+#[tokio::test]
+async fn oversized_event_bodies_get_413_and_long_fields_are_cut() {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    let (_, auth) = printer_with_agent_token(&app, &token).await;
+    let post = |form: reqwest::multipart::Form| {
+        app.rest(Method::POST, "/api/v1/octo/printer_events/", None)
+            .header("authorization", format!("Token {auth}"))
+            .multipart(form)
+            .send()
+    };
+    let big = reqwest::multipart::Form::new()
+        .text("event_type", "PRINTER_ERROR")
+        .text("event_text", "x".repeat(100 * 1024));
+    assert_eq!(post(big).await.unwrap().status(), 413);
+    let urlencoded = app
+        .rest(Method::POST, "/api/v1/octo/printer_events/", None)
+        .header("authorization", format!("Token {auth}"))
+        .form(&[
+            ("event_type", "PRINTER_ERROR"),
+            ("event_text", &"y".repeat(5 * 1024 * 1024)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(urlencoded.status(), 413);
+    assert_eq!(
+        count(&app, entity::printer_event::Entity).await,
+        0,
+        "nothing stored"
+    );
+    // A real agent's event with a snapshot is accepted; the picture is not
+    // kept, and long text is cut to its cap.
+    let with_pic = reqwest::multipart::Form::new()
+        .text("event_type", "FILAMENT_CHANGE")
+        .text("event_title", "t".repeat(2000))
+        .text("event_text", "bad\u{0}text")
+        .part(
+            "snapshot",
+            reqwest::multipart::Part::bytes(vec![0xFFu8; 1024 * 1024]).file_name("s.jpg"),
+        );
+    assert_eq!(post(with_pic).await.unwrap().status(), 201);
+    use sea_orm::EntityTrait;
+    let stored = entity::printer_event::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.event_title.unwrap().chars().count(), 512);
+    assert_eq!(stored.event_text.as_deref(), Some("badtext"));
+}
+
+#[tokio::test]
+async fn a_g_code_file_reported_many_times_at_once_is_one_record() {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    let (_, auth) = printer_with_agent_token(&app, &token).await;
+    let posts = (0..10).map(|_| {
+        app.rest(Method::POST, "/api/v1/octo/g_code_files/", None)
+            .header("authorization", format!("Token {auth}"))
+            .form(&[
+                ("filename", "benchy.gcode"),
+                ("safe_filename", "benchy.gcode"),
+                ("agent_signature", "ts:1"),
+            ])
+            .send()
+    });
+    let answers = futures_util::future::join_all(posts).await;
+    let mut ids = std::collections::HashSet::new();
+    for a in answers {
+        let a = a.unwrap();
+        assert_eq!(a.status(), 200);
+        let b: Value = a.json().await.unwrap();
+        ids.insert(b["id"].to_string());
+    }
+    assert_eq!(ids.len(), 1, "one id: {ids:?}");
+    assert_eq!(count(&app, entity::g_code_file::Entity).await, 1);
+}
+
+#[tokio::test]
+async fn retention_prunes_old_events_files_and_snapshots_and_caps_events_per_printer() {
+    use sea_orm::{ActiveModelTrait, Set};
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    let (id, _) = printer_with_agent_token(&app, &token).await;
+    let printer_id: i32 = id.parse().unwrap();
+    let old = chrono::Utc::now() - chrono::Duration::days(200);
+    let new = chrono::Utc::now();
+    for at in [old, new] {
+        entity::printer_event::ActiveModel {
+            printer_id: Set(printer_id),
+            event_type: Set("PRINTER_ERROR".into()),
+            created_at: Set(at),
+            ..Default::default()
+        }
+        .insert(&app.db)
+        .await
+        .unwrap();
+    }
+    entity::g_code_file::ActiveModel {
+        printer_id: Set(printer_id),
+        filename: Set("a".into()),
+        safe_filename: Set("a".into()),
+        agent_signature: Set("s".into()),
+        created_at: Set(old),
+        ..Default::default()
+    }
+    .insert(&app.db)
+    .await
+    .unwrap();
+    entity::snapshot::ActiveModel {
+        printer_id: Set(printer_id),
+        content_type: Set("image/jpeg".into()),
+        data: Set(vec![1, 2, 3]),
+        taken_at: Set(old),
+    }
+    .insert(&app.db)
+    .await
+    .unwrap();
+    let service = printgate::service::Service::new(
+        app.db.clone(),
+        std::sync::Arc::new(printgate::service::NoAgents),
+        std::sync::Arc::new(printgate::events::LocalBus::default()),
+    );
+    let pruned = service
+        .prune(Duration::from_secs(90 * 24 * 3600))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 3, "the old event, file record and snapshot");
+    assert_eq!(count(&app, entity::printer_event::Entity).await, 1);
+    assert_eq!(count(&app, entity::snapshot::Entity).await, 0);
+    for _ in 0..30 {
+        entity::printer_event::ActiveModel {
+            printer_id: Set(printer_id),
+            event_type: Set("E".into()),
+            created_at: Set(new),
+            ..Default::default()
+        }
+        .insert(&app.db)
+        .await
+        .unwrap();
+    }
+    assert_eq!(service.trim_events(printer_id, 10).await.unwrap(), 21);
+    assert_eq!(count(&app, entity::printer_event::Entity).await, 10);
+}
+
+#[tokio::test]
+async fn an_archived_printers_live_session_is_closed_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    let (id, auth) = printer_with_agent_token(&app, &token).await;
+    let mut ws = connect(&app, &auth).await;
+    next_json(&mut ws).await; // remote_status
+    send(&mut ws, json!({"status": status(1, false, 0.0)})).await;
+    eventually(&app, &token, &id, "status { state { text } }", |p| {
+        p["status"]["state"]["text"] == "Operational"
+    })
+    .await;
+    app.gql(
+        Some(&token),
+        "mutation($id: ID!) { archivePrinter(id: $id) { id } }",
+        json!({"id": id}),
+    )
+    .await;
+    let before = app.stored_printer(&id).await;
+    let _ = ws
+        .send(Message::Text(
+            json!({"status": status(2, true, 50.0)}).to_string().into(),
+        ))
+        .await;
+    assert_eq!(crate::helpers::close_code(&mut ws, 5).await, Some(1000));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = app.stored_printer(&id).await;
+    assert_eq!(
+        after.status, before.status,
+        "no status written after archiving"
+    );
+    assert!(after.current_print_id.is_none());
+}
+
+#[tokio::test]
+async fn absurd_print_timestamps_start_nothing_and_nul_characters_are_stripped() {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    let (id, auth) = printer_with_agent_token(&app, &token).await;
+    let mut ws = connect(&app, &auth).await;
+    next_json(&mut ws).await;
+    let mut s = status(1, true, 10.0);
+    s["state"]["text"] = json!("Print\u{0}ing");
+    for ts in [i64::MIN, i64::MAX, 1] {
+        send(&mut ws, json!({"current_print_ts": ts, "status": s})).await;
+    }
+    let p = eventually(
+        &app,
+        &token,
+        &id,
+        "status { state { text } } currentPrint { id }",
+        |p| p["status"]["state"]["text"] == "Printing",
+    )
+    .await;
+    assert!(
+        p["currentPrint"].is_null(),
+        "no print from an absurd timestamp: {p}"
+    );
+    // The connection is still up and a real timestamp starts a print.
+    send(
+        &mut ws,
+        json!({"current_print_ts": 1_700_000_000, "status": status(2, true, 10.0)}),
+    )
+    .await;
+    eventually(&app, &token, &id, "currentPrint { id }", |p| {
+        p["currentPrint"].is_object()
+    })
+    .await;
+}

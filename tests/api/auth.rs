@@ -146,3 +146,88 @@ async fn introspection_needs_no_token() {
         .await;
     assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
 }
+
+#[tokio::test]
+async fn a_configured_audience_and_issuer_are_required_and_nbf_is_checked() {
+    let app = TestApp::spawn_with(None, |c| {
+        c.jwt.audience = Some("printgate".into());
+        c.jwt.issuer = Some("https://idp.example".into());
+    })
+    .await;
+    let exp = now() + 600;
+    let key = SECRET.as_bytes();
+    for (claims, why) in [
+        (
+            json!({"sub": "a", "exp": exp, "iss": "https://idp.example"}),
+            "missing aud claim",
+        ),
+        (
+            json!({"sub": "a", "exp": exp, "aud": "printgate"}),
+            "missing iss claim",
+        ),
+        (
+            json!({"sub": "a", "exp": exp, "aud": "other", "iss": "https://idp.example"}),
+            "wrong audience",
+        ),
+        (
+            json!({"sub": "a", "exp": exp, "aud": "printgate", "iss": "https://idp.example", "nbf": now() + 600}),
+            "not valid yet",
+        ),
+    ] {
+        let body = refused_with(
+            &app,
+            &format!("Bearer {}", signed(claims, Algorithm::HS256, key)),
+        )
+        .await;
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(why), "{why}: {message}");
+    }
+    assert_eq!(
+        app.user_rows().await,
+        0,
+        "no refused token provisioned a user"
+    );
+    let good = signed(
+        json!({"sub": "a", "exp": exp, "aud": "printgate", "iss": "https://idp.example"}),
+        Algorithm::HS256,
+        key,
+    );
+    let ok = app.gql(Some(&good), "{ me { id } }", json!({})).await;
+    assert!(ok["errors"].is_null(), "{ok}");
+}
+
+#[test]
+fn production_refuses_short_secrets_and_a_public_key_without_a_url_secret() {
+    use printgate::auth::{JwtKeys, KeyError};
+    use printgate::config::JwtConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let config = |secret: Option<&str>, public_key: Option<std::path::PathBuf>| JwtConfig {
+        secret: secret.map(str::to_owned),
+        public_key,
+        issuer: None,
+        audience: None,
+        url_secret: None,
+        production: true,
+        dev_secret_path: dir.path().join("s"),
+    };
+    assert!(matches!(
+        JwtKeys::load(&config(Some("too-short"), None)),
+        Err(KeyError::SecretTooShort)
+    ));
+    assert!(JwtKeys::load(&config(Some(&"k".repeat(32)), None)).is_ok());
+    let pem = dir.path().join("key.pem");
+    std::fs::write(
+        &pem,
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEVs/o5+uQbTjL3chynL4wXgUg2R9\nq9UU8I5mEovUf86QZ7kOBIjJwqnzD1omageEHWwHdBO6B+dFabmdT9POxg==\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        JwtKeys::load(&config(None, Some(pem.clone()))),
+        Err(KeyError::UrlSecretRequired)
+    ));
+    let mut with_url = config(None, Some(pem));
+    with_url.url_secret = Some("shared".into());
+    let a = JwtKeys::load(&with_url).unwrap();
+    let b = JwtKeys::load(&with_url).unwrap();
+    assert_eq!(a.url_key(), b.url_key(), "every instance signs links alike");
+}

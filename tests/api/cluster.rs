@@ -412,3 +412,102 @@ async fn a_write_on_one_instance_is_read_at_once_on_the_other() {
     }
     assert_eq!(fresh, 200, "reads on B right after writes on A");
 }
+
+/// A printer whose agent is connected to `base` and has sent a status.
+async fn live_printer(client: &reqwest::Client, base: &str, token: &str) -> (String, Ws) {
+    let created = gql(
+        client,
+        base,
+        token,
+        "mutation { createPrinter(input: {name: \"P\"}) { id authToken } }",
+        json!({}),
+    )
+    .await;
+    let id = created["data"]["createPrinter"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let auth = created["data"]["createPrinter"]["authToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ws = agent(base, &auth).await;
+    next_json(&mut ws).await;
+    send(&mut ws, status(1, 10.0)).await;
+    for _ in 0..100 {
+        let b = gql(
+            client,
+            base,
+            token,
+            "query($id: ID!) { printer(id: $id) { status { progress { completion } } } }",
+            json!({"id": id}),
+        )
+        .await;
+        if b["data"]["printer"]["status"].is_object() {
+            return (id, ws);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the status never showed");
+}
+
+#[tokio::test]
+async fn after_a_crash_and_restart_a_printer_without_its_agent_shows_offline_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+    let mut first = Process::start(&url).await;
+    let keys = printgate::auth::JwtKeys::from_secret(SECRET.as_bytes());
+    let token = keys.mint("alice", None, Duration::from_secs(600)).unwrap();
+    let client = reqwest::Client::new();
+    let (id, _agent) = live_printer(&client, &first.url, &token).await;
+    first.kill();
+    let second = Process::start(&url).await;
+    let b = gql(
+        &client,
+        &second.url,
+        &token,
+        "query($id: ID!) { printer(id: $id) { status { progress { completion } } } }",
+        json!({"id": id}),
+    )
+    .await;
+    assert!(
+        b["data"]["printer"]["status"].is_null(),
+        "still shown online: {b}"
+    );
+}
+
+#[tokio::test]
+async fn a_crashed_instances_printers_go_offline_on_the_others() {
+    let Some(admin) = postgres_or_skip("a_crashed_instances_printers_go_offline_on_the_others")
+    else {
+        return;
+    };
+    let pg = FreshPostgres::create(&admin).await;
+    let mut a = Process::start(&pg.url).await;
+    let b = Process::start(&pg.url).await;
+    let keys = printgate::auth::JwtKeys::from_secret(SECRET.as_bytes());
+    let token = keys.mint("alice", None, Duration::from_secs(600)).unwrap();
+    let client = reqwest::Client::new();
+    let (id, _agent) = live_printer(&client, &a.url, &token).await;
+    a.kill();
+    // The heartbeat goes stale after 30 s; the sweep runs every 10 s.
+    let started = std::time::Instant::now();
+    loop {
+        let body = gql(
+            &client,
+            &b.url,
+            &token,
+            "query($id: ID!) { printer(id: $id) { status { progress { completion } } } }",
+            json!({"id": id}),
+        )
+        .await;
+        if body["data"]["printer"]["status"].is_null() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still online after 60 s: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -9,6 +9,7 @@ mod cluster;
 mod helpers;
 mod isolation;
 mod limits;
+mod migrations;
 mod operations;
 mod printers;
 mod protocol;
