@@ -16,7 +16,6 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::agent::hub::AgentHub;
-use crate::agent::urls::UrlSigner;
 use crate::auth::JwtKeys;
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -28,6 +27,7 @@ use crate::ratelimit::RateLimiter;
 use crate::rest::RestApi;
 use crate::service::{CommandDelivery, Service, ServiceLimits};
 use crate::state::{AppState, MAX_BODY_BYTES};
+use crate::urls::UrlSigner;
 use crate::{agent, database, graphql, metrics, ratelimit, server};
 
 /// A start-up failure (bad configuration, unreachable database, busy port).
@@ -45,7 +45,10 @@ pub fn router(state: AppState, rest: &Arc<RestApi>) -> Router {
             get(graphql::http::get).post(graphql::http::post),
         )
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics::serve_with_token))
+        .route_service(
+            "/metrics",
+            get(metrics::serve_with_token).with_state(exposition(&state)),
+        )
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -60,12 +63,22 @@ pub fn router(state: AppState, rest: &Arc<RestApi>) -> Router {
         .with_state(state)
 }
 
+/// What `/metrics` reads of the application.
+fn exposition(state: &AppState) -> metrics::Exposition {
+    metrics::Exposition {
+        agents: state.agents.clone(),
+        db: state.gateway.service().db().clone(),
+        caches: state.caches.clone(),
+        token: state.metrics_token.clone(),
+    }
+}
+
 /// The router of the separate metrics address: `/metrics` only.
-fn metrics_router(state: AppState) -> Router {
+fn metrics_router(state: &AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics::serve))
         .fallback(not_found)
-        .with_state(state)
+        .with_state(exposition(state))
 }
 
 /// The request timeout and, when origins are configured, CORS.
@@ -221,7 +234,7 @@ impl Application {
             limiter: Arc::new(RateLimiter::new(config.rate_limits.clone())),
             caches,
             metrics_token: config.guards.metrics_token.clone(),
-            ws: graphql::ws::WsLimits {
+            ws: graphql::limits::WsLimits {
                 init_timeout: config.guards.ws_init_timeout,
                 idle_timeout: config.guards.ws_idle_timeout,
                 per_connection: config.guards.max_subscriptions_per_connection,
@@ -283,7 +296,7 @@ impl Application {
             self.state.shutdown.subscribe(),
         ));
         if let Some(listener) = self.metrics {
-            let router = metrics_router(self.state.clone());
+            let router = metrics_router(&self.state);
             let mut down = self.state.shutdown.subscribe();
             let limits = self.conn_limits;
             tokio::spawn(async move {

@@ -28,6 +28,11 @@ use crate::service::{AgentCommand, CommandDelivery};
 
 /// The NOTIFY channel.
 const CHANNEL: &str = "printgate";
+/// Messages waiting to be sent; past it (PostgreSQL slow or down) new ones
+/// are dropped and counted (`printgate_cluster_messages_dropped_total`):
+/// other instances then catch up from the database (read caches expire
+/// within 1 s, subscribers get the next change).
+pub const QUEUE: usize = 10_000;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "lowercase")]
@@ -97,7 +102,7 @@ pub struct Cluster {
     instance: String,
     hub: Arc<AgentHub>,
     bus: LocalBus,
-    out: mpsc::UnboundedSender<String>,
+    out: mpsc::Sender<String>,
     pending: Mutex<HashMap<u64, oneshot::Sender<bool>>>,
     next_cmd: AtomicU64,
 }
@@ -113,7 +118,7 @@ impl Cluster {
             .listen(CHANNEL)
             .await
             .map_err(|e| format!("LISTEN: {e}"))?;
-        let (out, rx) = mpsc::unbounded_channel();
+        let (out, rx) = mpsc::channel(QUEUE);
         let cluster = Arc::new(Self {
             instance: uuid::Uuid::new_v4().simple().to_string(),
             hub,
@@ -139,7 +144,7 @@ impl Cluster {
             msg,
         };
         if let Ok(text) = serde_json::to_string(&env) {
-            let _ = self.out.send(text);
+            enqueue(&self.out, text);
         }
     }
 
@@ -164,6 +169,7 @@ impl Cluster {
                 printer_id: printer,
                 user_id: user,
                 kind: kind_of(kind),
+                seq: 0,
             }),
             Wire::Hello { printer } => {
                 self.hub
@@ -192,8 +198,26 @@ impl Cluster {
     }
 }
 
+/// Queues a message for the notifier, or drops and counts it when the
+/// queue is full: memory stays bounded however long PostgreSQL is away.
+fn enqueue(out: &mpsc::Sender<String>, text: String) -> bool {
+    if out.try_send(text).is_ok() {
+        return true;
+    }
+    let dropped = crate::metrics::metrics()
+        .cluster_dropped
+        .fetch_add(1, Ordering::Relaxed);
+    if dropped.is_multiple_of(1000) {
+        tracing::warn!(
+            dropped = dropped + 1,
+            "cluster queue full (PostgreSQL slow or down); dropping messages"
+        );
+    }
+    false
+}
+
 /// Sends NOTIFYs in order, one at a time.
-async fn notifier(pool: PgPool, mut rx: mpsc::UnboundedReceiver<String>) {
+async fn notifier(pool: PgPool, mut rx: mpsc::Receiver<String>) {
     while let Some(payload) = rx.recv().await {
         let res = sea_orm::sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
@@ -301,5 +325,24 @@ impl CommandDelivery for Cluster {
         self.send(Wire::Drop {
             printer: printer_id,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_growing() {
+        let (out, _rx) = mpsc::channel(3);
+        let before = crate::metrics::metrics()
+            .cluster_dropped
+            .load(Ordering::Relaxed);
+        let kept = (0..10).filter(|n| enqueue(&out, n.to_string())).count();
+        assert_eq!(kept, 3);
+        let after = crate::metrics::metrics()
+            .cluster_dropped
+            .load(Ordering::Relaxed);
+        assert!(after - before >= 7);
     }
 }

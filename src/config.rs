@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 
 use crate::graphql::SchemaOptions;
 use crate::graphql::limits::Limits;
@@ -15,47 +15,6 @@ use crate::ratelimit::RateLimits;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://printgate.db?mode=rwc";
 /// Where `serve` listens when nothing is configured.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
-
-/// printgate: a GraphQL gateway over a fleet of 3D printers.
-#[derive(Debug, Parser)]
-#[command(name = "printgate", version, about)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub settings: Settings,
-}
-
-/// What to do; `serve` when none is given.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Serve GraphQL (and the REST paths) until stopped.
-    Serve,
-    /// Apply the database migrations and exit.
-    Migrate,
-    /// Print the GraphQL schema (SDL) and exit.
-    Schema,
-    /// Print a signed JWT for a user, for scripts and trying the API.
-    Token(TokenArgs),
-    /// Run simulated printer agents against a printgate.
-    Simulate(crate::simulate::SimulateArgs),
-    /// Start a demo: a server on a fresh database with printers printing.
-    Demo(crate::demo::DemoArgs),
-}
-
-/// Arguments of `printgate token`.
-#[derive(Debug, Args)]
-pub struct TokenArgs {
-    /// The user the token names (its `sub` claim).
-    #[arg(long)]
-    pub sub: String,
-    /// An optional `email` claim.
-    #[arg(long)]
-    pub email: Option<String>,
-    /// How long the token is valid, e.g. `1h`, `30m`, `7days`.
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-    pub ttl: Duration,
-}
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -495,7 +454,8 @@ mod tests {
 
     #[test]
     fn every_flag_has_its_default() {
-        let cli = Cli::parse_from(["printgate"]);
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["printgate"]);
         assert!(cli.command.is_none());
         assert_eq!(cli.settings.bind, DEFAULT_BIND);
         assert_eq!(cli.settings.database_url, DEFAULT_DATABASE_URL);

@@ -18,6 +18,10 @@ pub struct Event {
     /// The owner, so listeners can filter without a query.
     pub user_id: i32,
     pub kind: EventKind,
+    /// Its number on this instance's bus (set by the bus when published;
+    /// give 0): listeners reading the printer for the same event can share
+    /// one read.
+    pub seq: u64,
 }
 
 /// What changed.
@@ -51,6 +55,7 @@ pub trait EventBus: Send + Sync + 'static {
 pub struct LocalBus {
     tx: broadcast::Sender<Event>,
     generations: Mutex<HashMap<i32, u64>>,
+    seq: std::sync::atomic::AtomicU64,
 }
 
 impl Default for LocalBus {
@@ -58,12 +63,14 @@ impl Default for LocalBus {
         Self {
             tx: broadcast::channel(CAPACITY).0,
             generations: Mutex::new(HashMap::new()),
+            seq: std::sync::atomic::AtomicU64::new(1),
         }
     }
 }
 
 impl EventBus for LocalBus {
-    fn publish(&self, event: Event) {
+    fn publish(&self, mut event: Event) {
+        event.seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut g) = self.generations.lock() {
             *g.entry(event.user_id).or_insert(0) += 1;
         }

@@ -6,13 +6,13 @@ use async_graphql::{BatchRequest, BatchResponse, Request, Response};
 
 use std::sync::Arc;
 
-use crate::agent::urls::UrlSigner;
 use crate::auth::Identity;
 use crate::graphql::{
     AppSchema, RequestContext, SchemaOptions, build_schema_with, with_request_data,
 };
 use crate::metrics::CacheGauges;
 use crate::service::Service;
+use crate::urls::UrlSigner;
 
 /// The schema plus the service its resolvers use.
 #[derive(Clone)]

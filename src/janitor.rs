@@ -19,10 +19,14 @@ pub async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut presence = tokio::time::interval(PRESENCE_EVERY);
-    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    // The first pruning waits a minute: start-up has enough to do.
+    let mut prune = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(60),
+        PRUNE_EVERY,
+    );
     loop {
         tokio::select! {
-            () = stopped(&mut stop) => return,
+            () = crate::state::going_away(&mut stop) => return,
             _ = presence.tick(), if clustered => {
                 let pass = async {
                     service.heartbeat().await?;
@@ -41,10 +45,4 @@ pub async fn run(
             },
         }
     }
-}
-
-/// Completes when `stop` flips to true (the guard is dropped inside, so the
-/// future stays `Send`).
-async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }

@@ -27,6 +27,7 @@ pub mod service;
 pub mod simulate;
 pub mod state;
 pub mod telemetry;
+pub mod urls;
 
 pub use app::Application;
 pub use config::Config;

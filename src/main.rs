@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use printgate::config::Cli;
+use printgate::cli::Cli;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -18,7 +18,18 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use crate::state::AppState;
+use crate::agent::hub::AgentHub;
+
+/// What `/metrics` reads besides the counters: one application's live
+/// connections, database pool and caches, and the token that opens it on
+/// the main address.
+#[derive(Clone)]
+pub struct Exposition {
+    pub agents: std::sync::Arc<AgentHub>,
+    pub db: sea_orm::DatabaseConnection,
+    pub caches: CacheGauges,
+    pub token: Option<String>,
+}
 
 /// Latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -178,7 +189,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    fn render(&self, state: &AppState) -> String {
+    fn render(&self, state: &Exposition) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -322,8 +333,8 @@ fn escape(s: &str) -> String {
         .replace('\n', " ")
 }
 
-fn pool_use(state: &AppState) -> (u32, u32) {
-    let db = state.gateway.service().db();
+fn pool_use(state: &Exposition) -> (u32, u32) {
+    let db = &state.db;
     match db.get_database_backend() {
         sea_orm::DatabaseBackend::Postgres => {
             let p = db.get_postgres_connection_pool();
@@ -341,14 +352,14 @@ fn pool_use(state: &AppState) -> (u32, u32) {
 /// token (`Authorization: Bearer <token>`); without one configured it is
 /// not served there at all (use `--metrics-bind`).
 pub async fn serve_with_token(
-    State(state): State<AppState>,
+    State(state): State<Exposition>,
     headers: axum::http::HeaderMap,
 ) -> Response {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::auth::bearer_token);
-    match (&state.metrics_token, given) {
+    match (&state.token, given) {
         (Some(want), Some(got)) if constant_time_eq(want.as_bytes(), got.as_bytes()) => {
             serve(State(state)).await
         }
@@ -376,7 +387,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `GET /metrics` on the separate metrics address.
-pub async fn serve(State(state): State<AppState>) -> Response {
+pub async fn serve(State(state): State<Exposition>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics().render(&state),

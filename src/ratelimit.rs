@@ -329,7 +329,7 @@ pub async fn limit(State(guard): State<Guard>, mut req: Request, next: Next) -> 
     match verdict {
         Ok(()) => next.run(req).await,
         Err(retry_after) => {
-            tracing::warn!(path = %req.uri().path(), retry_after, "rate limited");
+            tracing::warn!(path = %crate::metrics::truncated(req.uri().path()), retry_after, "rate limited");
             too_many(retry_after)
         }
     }

@@ -7,15 +7,14 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, header};
 
 use crate::agent::hub::AgentHub;
-use crate::agent::urls::UrlSigner;
 use crate::auth::{Identity, JwtKeys};
 use crate::cluster::Cluster;
 use crate::gateway::Gateway;
 use crate::graphql::apq::PersistedQueries;
-use crate::graphql::limits::SubscriptionCounts;
-use crate::graphql::ws::WsLimits;
+use crate::graphql::limits::{SubscriptionCounts, WsLimits};
 use crate::metrics::CacheGauges;
 use crate::ratelimit::RateLimiter;
+use crate::urls::UrlSigner;
 
 /// Largest request body accepted on any route.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -58,4 +57,9 @@ impl AppState {
             .map(|v| v.to_str().unwrap_or("\u{0}"));
         self.keys.identify(value)
     }
+}
+
+/// Completes when the server starts shutting down.
+pub async fn going_away(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|down| *down).await.map(|_| ());
 }

@@ -7,7 +7,6 @@ pub mod frames;
 pub mod http;
 pub mod hub;
 pub mod socket;
-pub mod urls;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -92,7 +92,7 @@ async fn session(state: AppState, printer: printer::Model, socket: WebSocket) {
     let mut shutdown = state.shutdown.subscribe();
     let close_with = loop {
         tokio::select! {
-            () = going_away(&mut shutdown) => break Some((CLOSE_GOING_AWAY, "server shutting down")),
+            () = crate::state::going_away(&mut shutdown) => break Some((CLOSE_GOING_AWAY, "server shutting down")),
             // Replaced (4321) or removed (deleted, archived): always heard,
             // whatever is queued.
             _ = closed.changed() => break *closed.borrow(),
@@ -147,11 +147,6 @@ async fn session(state: AppState, printer: printer::Model, socket: WebSocket) {
         }
         tracing::info!(printer_id, "agent disconnected");
     }
-}
-
-/// Completes when the server starts shutting down.
-pub async fn going_away(rx: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|down| *down).await.map(|_| ());
 }
 
 /// Applies one text frame; `false` when the printer is gone (deleted or

@@ -244,3 +244,23 @@ impl SubscriptionCounts {
         }
     }
 }
+
+/// The GraphQL websocket's timeouts and subscription caps.
+#[derive(Debug, Clone, Copy)]
+pub struct WsLimits {
+    pub init_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    pub per_connection: usize,
+    pub per_user: usize,
+}
+
+impl Default for WsLimits {
+    fn default() -> Self {
+        Self {
+            init_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(90),
+            per_connection: 100,
+            per_user: 500,
+        }
+    }
+}

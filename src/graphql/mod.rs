@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use async_graphql::Schema;
 
-use crate::agent::urls::UrlSigner;
+use crate::urls::UrlSigner;
 
 pub use context::{RequestContext, with_request_data};
 pub use mutation::Mutation;

@@ -51,7 +51,7 @@ impl Watch {
             }
             match self.rx.recv().await {
                 Ok(e) if self.concerns(&e) => {
-                    match self.service.printer(&self.viewer, e.printer_id).await {
+                    match self.service.printer_after(&self.viewer, &e).await {
                         Ok(Some(p)) => return Some(Printer(p)),
                         Ok(None) => {}
                         Err(e) => e.log(),

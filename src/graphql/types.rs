@@ -14,9 +14,9 @@ use std::sync::Arc;
 use super::context::viewer;
 use super::loaders::PrintLoader;
 use super::scalars::DateTime;
-use crate::agent::urls::UrlSigner;
 use crate::error::AppError;
 use crate::service::{self, rules};
+use crate::urls::UrlSigner;
 
 /// What a printer does when a failure is detected.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]

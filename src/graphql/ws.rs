@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 
 use super::admission::OverWebSocket;
 use super::context::{RequestContext, request_data};
-use super::limits::SubscriptionCounts;
+use super::limits::{SubscriptionCounts, WsLimits};
 use crate::auth::Identity;
 use crate::state::AppState;
 
@@ -58,26 +58,6 @@ pub mod close {
     pub const INIT_TIMEOUT: u16 = 4408;
     pub const DUPLICATE_ID: u16 = 4409;
     pub const TOO_MANY_REQUESTS: u16 = 4429;
-}
-
-/// The connection limits.
-#[derive(Debug, Clone, Copy)]
-pub struct WsLimits {
-    pub init_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub per_connection: usize,
-    pub per_user: usize,
-}
-
-impl Default for WsLimits {
-    fn default() -> Self {
-        Self {
-            init_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(90),
-            per_connection: 100,
-            per_user: 500,
-        }
-    }
 }
 
 /// The `Authorization` value in a `connection_init` payload, at the top
@@ -260,7 +240,7 @@ async fn drive(
                     break why;
                 }
             }
-            () = crate::agent::socket::going_away(&mut shutdown) => {
+            () = crate::state::going_away(&mut shutdown) => {
                 break (close::GOING_AWAY, "server shutting down".into());
             }
             _ = ping.tick() => {

@@ -74,7 +74,17 @@ pub struct Service {
     /// This instance's id: what a printer's `agent_instance` names while
     /// its agent is connected here.
     instance: Arc<str>,
+    /// The printer as read for the latest event of each printer: every
+    /// subscriber of that printer shares the one read.
+    shared_reads: Arc<SharedReads>,
 }
+
+/// Most printers whose shared read is kept; past it the map starts over
+/// (it only saves reads; nothing depends on an entry being there).
+const SHARED_READS: usize = 10_000;
+
+type SharedRead = Arc<tokio::sync::OnceCell<Option<entity::printer::Model>>>;
+type SharedReads = Mutex<HashMap<i32, (u64, SharedRead)>>;
 
 impl Service {
     pub fn new(
@@ -89,7 +99,43 @@ impl Service {
             viewers: Arc::default(),
             limits: ServiceLimits::default(),
             instance: uuid::Uuid::new_v4().simple().to_string().into(),
+            shared_reads: Arc::default(),
         }
+    }
+
+    /// The viewer's printer as it is after `event`: one read serves every
+    /// subscriber hearing the same event (the read starts after the event
+    /// was published, so it shows the change).
+    pub async fn printer_after(
+        &self,
+        viewer: &Viewer,
+        event: &Event,
+    ) -> Result<Option<entity::printer::Model>, AppError> {
+        let cell = {
+            let Ok(mut reads) = self.shared_reads.lock() else {
+                return self.printer(viewer, event.printer_id).await;
+            };
+            match reads.get(&event.printer_id) {
+                Some((seq, cell)) if *seq == event.seq => cell.clone(),
+                _ => {
+                    if reads.len() >= SHARED_READS {
+                        reads.clear();
+                    }
+                    let cell = SharedRead::default();
+                    reads.insert(event.printer_id, (event.seq, cell.clone()));
+                    cell
+                }
+            }
+        };
+        let read = cell
+            .get_or_try_init(|| async {
+                entity::printer::Entity::find_by_id(event.printer_id)
+                    .filter(entity::printer::Column::DeletedAt.is_null())
+                    .one(&self.db)
+                    .await
+            })
+            .await?;
+        Ok(read.clone().filter(|p| p.user_id == viewer.id()))
     }
 
     /// The same service under another instance id (the cluster's).
@@ -131,6 +177,7 @@ impl Service {
             printer_id: p.id,
             user_id: p.user_id,
             kind,
+            seq: 0,
         });
     }
 

@@ -268,6 +268,7 @@ impl Service {
             printer_id: id,
             user_id: viewer.id(),
             kind: EventKind::Deleted,
+            seq: 0,
         });
         self.commands.disconnect(id).await;
         Ok(())

@@ -653,7 +653,7 @@ async fn snapshots_get_signed_urls_that_load_without_headers_and_expire() {
     );
     // A URL signed long ago has expired.
     let keys = printgate::auth::JwtKeys::from_secret(SECRET.as_bytes());
-    let signer = printgate::agent::urls::UrlSigner::new(keys.url_key().to_vec(), "");
+    let signer = printgate::urls::UrlSigner::new(keys.url_key().to_vec(), "");
     let taken = app.stored_printer(&id).await.pic_at.unwrap();
     let old = signer.sign(
         id.parse().unwrap(),

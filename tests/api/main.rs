@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agents;
+mod architecture;
 mod auth;
 mod cluster;
 mod helpers;

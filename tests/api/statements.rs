@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_graphql::Request;
 use chrono::Utc;
 use entity::{print, printer};
-use printgate::agent::urls::UrlSigner;
 use printgate::auth::{Claims, Identity};
 use printgate::config::DatabaseConfig;
 use printgate::events::LocalBus;
 use printgate::gateway::Gateway;
 use printgate::service::{NoAgents, Service};
+use printgate::urls::UrlSigner;
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 
 const QUERY: &str = "{ printers { id name notWatchingReason status { raw } settings { raw } \
@@ -103,4 +103,78 @@ async fn listing_500_printers_runs_no_more_statements_than_listing_one() {
         "1 printer: {one} statements, 500 printers: {many}"
     );
     assert!(one <= 3, "viewer + printers + prints, got {one}");
+}
+
+#[tokio::test]
+async fn one_event_costs_one_read_however_many_subscribe_to_it() {
+    use futures_util::{FutureExt, StreamExt};
+    let dir = tempfile::tempdir().unwrap();
+    let counter = Arc::new(AtomicUsize::new(0));
+    let (url, _pg) = crate::helpers::fresh_database(dir.path()).await;
+    let mut db = printgate::database::connect(&DatabaseConfig::new(url, 2))
+        .await
+        .unwrap();
+    printgate::database::migrate(&db).await.unwrap();
+    let seen = counter.clone();
+    db.set_metric_callback(move |_| {
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    let service = Service::new(db, Arc::new(NoAgents), Arc::new(LocalBus::default()));
+    let viewer = service.viewer("alice", None).await.unwrap();
+    let p = service
+        .create_printer(
+            &viewer,
+            printgate::service::NewPrinter {
+                name: "P".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let gateway = Gateway::new(
+        service.clone(),
+        Arc::new(UrlSigner::new(b"k".to_vec(), "")),
+        Default::default(),
+        &Default::default(),
+    );
+    let identity = Identity::Verified(Claims {
+        sub: "alice".into(),
+        email: None,
+        exp: Some(i64::MAX),
+        iat: None,
+    });
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let ctx = printgate::graphql::RequestContext::new(identity.clone(), service.clone());
+        let req = printgate::graphql::with_request_data(
+            Request::new("subscription { printerUpdated { id name } }"),
+            &ctx,
+        );
+        let mut s = gateway.schema().execute_stream(req);
+        // Run the resolver up to its first wait, so it listens.
+        assert!(s.next().now_or_never().is_none());
+        streams.push(s);
+    }
+    service
+        .update_printer(
+            &viewer,
+            p.id,
+            printgate::service::PrinterPatch {
+                name: Some("renamed".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let after_write = counter.load(Ordering::SeqCst);
+    for s in &mut streams {
+        let r = tokio::time::timeout(std::time::Duration::from_secs(5), s.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let data = r.data.into_json().unwrap();
+        assert_eq!(data["printerUpdated"]["name"], "renamed");
+    }
+    let reads = counter.load(Ordering::SeqCst) - after_write;
+    assert_eq!(reads, 1, "20 subscribers, one event: {reads} reads");
 }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_graphql::{Request, Variables};
-use printgate::agent::urls::UrlSigner;
 use printgate::auth::{Claims, Identity};
 use printgate::config::DatabaseConfig;
 use printgate::events::LocalBus;
 use printgate::gateway::Gateway;
 use printgate::rest::routes::ROUTES;
 use printgate::service::{NewPrinter, NoAgents, Service};
+use printgate::urls::UrlSigner;
 use serde_json::json;
 
 #[tokio::main]
