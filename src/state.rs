@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, header};
+use axum::http::{Extensions, HeaderMap, header};
 
 use crate::agent::hub::AgentHub;
 use crate::auth::{Identity, JwtKeys};
@@ -50,8 +50,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Verifies the request's bearer token, once, at the edge.
-    pub fn identify(&self, headers: &HeaderMap) -> Identity {
+    /// The request's identity: the one the rate limiter already verified
+    /// (left in the request's extensions), else its bearer token verified
+    /// now.
+    pub fn identify(&self, extensions: &Extensions, headers: &HeaderMap) -> Identity {
+        if let Some(identity) = extensions.get::<Identity>() {
+            return identity.clone();
+        }
         let value = headers
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or("\u{0}"));

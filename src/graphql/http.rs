@@ -29,6 +29,7 @@ pub struct GetParams {
 /// `POST /graphql`: one operation or a batch, as JSON.
 pub async fn post(State(state): State<AppState>, req: axum::extract::Request) -> Response {
     let headers = req.headers().clone();
+    let identity = state.identify(req.extensions(), &headers);
     // Read here, not with an extractor, so an oversized body gets a GraphQL
     // error body like every other refusal.
     let Ok(body) = axum::body::to_bytes(req.into_body(), crate::state::MAX_BODY_BYTES).await else {
@@ -83,7 +84,6 @@ pub async fn post(State(state): State<AppState>, req: axum::extract::Request) ->
             Err(resp) => return resp,
         }
     }
-    let identity = state.identify(&headers);
     let operation = operation_label(&batch, &identity, &registrations);
     let resp = state.gateway.execute_batch(identity, batch).await;
     register_if_ran(&state, registrations, &resp);
@@ -117,6 +117,7 @@ fn failed_before_execution(r: &async_graphql::Response) -> bool {
 /// mutation: a GET must not change anything).
 pub async fn get(
     State(state): State<AppState>,
+    verified: Option<axum::Extension<Identity>>,
     headers: HeaderMap,
     Query(params): Query<GetParams>,
 ) -> Response {
@@ -177,7 +178,10 @@ pub async fn get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    let identity = state.identify(&headers);
+    let identity = match verified {
+        Some(axum::Extension(i)) => i,
+        None => state.identify(&axum::http::Extensions::new(), &headers),
+    };
     let trusted = matches!(identity, Identity::Verified(_))
         || registration == Resolved::Nothing && request.extensions.contains_key("persistedQuery");
     let operation =

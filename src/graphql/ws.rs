@@ -83,6 +83,7 @@ enum Init {
 /// Upgrades to a GraphQL websocket.
 pub async fn subscribe(
     State(state): State<AppState>,
+    identity: Option<axum::Extension<Identity>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -100,7 +101,10 @@ pub async fn subscribe(
             "Offer the graphql-transport-ws (or graphql-ws) subprotocol.",
         );
     };
-    let from_header = state.identify(&headers);
+    let from_header = match identity {
+        Some(axum::Extension(i)) => i,
+        None => state.identify(&axum::http::Extensions::new(), &headers),
+    };
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(MAX_MESSAGE_BYTES)

@@ -179,7 +179,7 @@ impl RestApi {
             return detail(StatusCode::NOT_FOUND, "Not found.");
         };
         let route = compiled.route;
-        let identity = state.identify(req.headers());
+        let identity = state.identify(req.extensions(), req.headers());
         // GraphQL names (variables and input fields) back to the REST names
         // the client used, for error bodies.
         let mut names: HashMap<String, String> = HashMap::new();
