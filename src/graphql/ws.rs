@@ -46,8 +46,8 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Messages per second a subscription client may send, and the burst.
 const MESSAGES_PER_SEC: f64 = 10.0;
 const MESSAGE_BURST: f64 = 50.0;
-/// How often the server pings (websocket ping frames, which browsers and
-/// client libraries answer by themselves).
+/// How often the server pings at most (websocket ping frames, which
+/// browsers and client libraries answer by themselves).
 const PING_EVERY: Duration = Duration::from_secs(30);
 
 /// Close codes of the protocol (graphql-transport-ws) and of websockets.
@@ -202,7 +202,12 @@ async fn drive(
     let mut shutdown = state.shutdown.subscribe();
     let started = Instant::now();
     let mut last_heard = Instant::now();
-    let mut ping = tokio::time::interval(PING_EVERY);
+    // At least three pings per idle timeout, so a live client is never cut.
+    let mut ping = tokio::time::interval(
+        PING_EVERY
+            .min(limits.idle_timeout / 3)
+            .max(Duration::from_millis(10)),
+    );
     ping.tick().await;
     let outcome: (u16, String) = loop {
         let accepted = match init.lock().map(|i| i.clone()) {
@@ -323,10 +328,17 @@ async fn drive(
             code,
             reason: reason.chars().take(120).collect::<String>().into(),
         };
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            sink.send(Message::Close(Some(frame))),
-        )
+        // The closing handshake: send ours, then read until the client's
+        // (for up to 3 s), so the close frame is not lost to a reset.
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            if sink.send(Message::Close(Some(frame))).await.is_ok() {
+                while let Some(Ok(m)) = stream.next().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
+                }
+            }
+        })
         .await;
     }
 }

@@ -563,3 +563,31 @@ async fn subscriptions_are_capped_per_connection_and_per_user() {
     assert_eq!(next["type"], "next", "{next}");
     assert_eq!(next["payload"]["data"]["printerUpdated"]["id"], id.as_str());
 }
+
+#[tokio::test]
+async fn a_websocket_that_answers_no_pings_is_closed() {
+    let app = TestApp::spawn_with(None, |c| {
+        c.guards.ws_idle_timeout = Duration::from_millis(600);
+    })
+    .await;
+    let token = app.token("alice");
+    let mut ws = subscriber(&app, &token).await;
+    // Not reading means not answering the server's pings.
+    // (The server waits 3 s for the closing handshake, then drops a client
+    // that never reads: read within them to see the code.)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(close_code(&mut ws, 5).await, Some(1011));
+    // A client that reads (and so answers) stays connected.
+    let mut live = subscriber(&app, &token).await;
+    let stayed = tokio::time::timeout(Duration::from_secs(2), async {
+        use futures_util::StreamExt;
+        loop {
+            match live.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | None => return false,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(stayed.is_err(), "a client answering pings was cut off");
+}
