@@ -258,6 +258,7 @@ impl Application {
                 per_address: config.guards.max_connections_per_address,
                 total: config.guards.max_connections,
                 header_read_timeout: config.guards.header_read_timeout,
+                trusted_proxies: config.rate_limits.trusted_proxies.clone(),
             },
             retention: config.guards.retention,
         })
@@ -298,7 +299,7 @@ impl Application {
         if let Some(listener) = self.metrics {
             let router = metrics_router(&self.state);
             let mut down = self.state.shutdown.subscribe();
-            let limits = self.conn_limits;
+            let limits = self.conn_limits.clone();
             tokio::spawn(async move {
                 let stop = async move {
                     let _ = down.wait_for(|d| *d).await;

@@ -148,7 +148,9 @@ pub struct Settings {
     /// Longest a client may take to send a request's headers.
     #[arg(long, env = "PRINTGATE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub header_read_timeout: Duration,
-    /// Most open connections (HTTP and websockets) from one client address.
+    /// Most open connections (HTTP and websockets) from one client address
+    /// (a farm behind one NAT address holds one per printer); trusted
+    /// proxies are not held to it.
     #[arg(long, env = "PRINTGATE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = Guards::default().max_connections_per_address, global = true)]
     pub max_connections_per_address: usize,
     /// Most open connections in all.
@@ -279,8 +281,8 @@ impl Default for Guards {
             rest_cache_bytes: 64 * 1024 * 1024,
             max_printers_per_user: 1000,
             header_read_timeout: Duration::from_secs(10),
-            max_connections_per_address: 256,
-            max_connections: 10_000,
+            max_connections_per_address: 2048,
+            max_connections: 16_384,
             ws_init_timeout: Duration::from_secs(10),
             ws_idle_timeout: Duration::from_secs(90),
             max_subscriptions_per_connection: 100,

@@ -22,11 +22,14 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 /// The connection caps and the header deadline.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnLimits {
     pub per_address: usize,
     pub total: usize,
     pub header_read_timeout: Duration,
+    /// Peers not held to the per-address cap: a reverse proxy carries
+    /// every client's connections.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Open connections, by client address.
@@ -56,10 +59,11 @@ impl Drop for Slot {
     }
 }
 
-fn admit(counts: &Arc<Mutex<Counts>>, ip: IpAddr, limits: ConnLimits) -> Option<Slot> {
+fn admit(counts: &Arc<Mutex<Counts>>, ip: IpAddr, limits: &ConnLimits) -> Option<Slot> {
     let mut c = counts.lock().ok()?;
     let mine = c.by_address.get(&ip).copied().unwrap_or(0);
-    if mine >= limits.per_address || c.total >= limits.total {
+    let proxy = limits.trusted_proxies.iter().any(|n| n.contains(&ip));
+    if (mine >= limits.per_address && !proxy) || c.total >= limits.total {
         return None;
     }
     c.total += 1;
@@ -101,7 +105,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(slot) = admit(&counts, peer.ip(), limits) else {
+        let Some(slot) = admit(&counts, peer.ip(), &limits) else {
             crate::metrics::metrics()
                 .connections_refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -145,18 +149,19 @@ mod tests {
             per_address: 2,
             total: 3,
             header_read_timeout: Duration::from_secs(1),
+            trusted_proxies: Vec::new(),
         };
         let a: IpAddr = [1, 1, 1, 1].into();
         let b: IpAddr = [2, 2, 2, 2].into();
-        let one = admit(&counts, a, limits);
-        let two = admit(&counts, a, limits);
+        let one = admit(&counts, a, &limits);
+        let two = admit(&counts, a, &limits);
         assert!(one.is_some() && two.is_some());
-        assert!(admit(&counts, a, limits).is_none(), "per address");
-        let three = admit(&counts, b, limits);
+        assert!(admit(&counts, a, &limits).is_none(), "per address");
+        let three = admit(&counts, b, &limits);
         assert!(three.is_some());
-        assert!(admit(&counts, b, limits).is_none(), "in all");
+        assert!(admit(&counts, b, &limits).is_none(), "in all");
         drop(one);
-        assert!(admit(&counts, a, limits).is_some(), "a place came back");
+        assert!(admit(&counts, a, &limits).is_some(), "a place came back");
         drop((two, three));
     }
 }
