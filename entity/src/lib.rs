@@ -6,8 +6,10 @@
 
 pub mod g_code_file;
 pub mod print;
+pub mod print_prediction;
 pub mod printer;
 pub mod printer_event;
+pub mod printer_prediction;
 pub mod snapshot;
 pub mod user;
 

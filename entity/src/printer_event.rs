@@ -14,6 +14,8 @@ pub struct Model {
     pub event_text: Option<String>,
     pub info_url: Option<String>,
     pub created_at: DateTimeUtc,
+    /// The print it happened in, when there was one.
+    pub print_id: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

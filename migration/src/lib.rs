@@ -11,6 +11,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_core;
 mod m20261127_000002_agents;
 mod m20261201_000003_guards;
+mod m20261201_000004_detection;
 
 /// Applies printgate's migrations in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_core::Migration),
             Box::new(m20261127_000002_agents::Migration),
             Box::new(m20261201_000003_guards::Migration),
+            Box::new(m20261201_000004_detection::Migration),
         ]
     }
 }

@@ -15,10 +15,8 @@ pub enum Frame {
     Passthru,
     /// Video and tunnel traffic: ignored.
     Tunnel,
-    /// A failure score.
-    Prediction(f64),
-    /// A status message.
-    Status(StatusReport),
+    /// A status message (boxed: it is much larger than the others).
+    Status(Box<StatusReport>),
 }
 
 /// Parses a text frame; the error says why it was dropped.
@@ -39,14 +37,13 @@ pub fn parse(text: &str) -> Result<Frame, String> {
     {
         return Ok(Frame::Tunnel);
     }
-    if let (1, Some(p)) = (obj.len(), obj.get("prediction")) {
-        return p
-            .get("normalized_p")
-            .and_then(Value::as_f64)
-            .map(Frame::Prediction)
-            .ok_or_else(|| "prediction without a numeric normalized_p".into());
+    // Agents never send predictions (detection.md): the server computes
+    // the score from snapshots. Such a frame is dropped, not read as a
+    // status without `status` (which would clear the printer's status).
+    if obj.contains_key("prediction") {
+        return Err("prediction frames are not part of the protocol".into());
     }
-    status(&obj).map(Frame::Status)
+    status(&obj).map(|r| Frame::Status(Box::new(r)))
 }
 
 fn object(obj: &Map<String, Value>, key: &str) -> Result<Option<Value>, String> {
@@ -112,10 +109,6 @@ mod tests {
             Ok(Frame::Passthru)
         );
         assert_eq!(parse(r#"{"janus": "x"}"#), Ok(Frame::Tunnel));
-        assert_eq!(
-            parse(r#"{"prediction": {"normalized_p": 0.25}}"#),
-            Ok(Frame::Prediction(0.25))
-        );
         let Ok(Frame::Status(r)) = parse(
             r#"{"current_print_ts": 1700000000, "event": {"event_type": "PrintStarted", "data": {"name": "a.gcode"}}, "status": {"_ts": 1}}"#,
         ) else {
@@ -136,6 +129,7 @@ mod tests {
             r#"{"status": {"_ts": "late"}}"#,
             r#"{"event": {"event_type": 5}, "status": {}}"#,
             r#"{"prediction": {"normalized_p": "high"}}"#,
+            r#"{"prediction": {"normalized_p": 0.25}}"#,
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

@@ -166,8 +166,7 @@ async fn handle_text(state: &AppState, printer_id: i32, text: &str) -> bool {
             Ok(())
         }
         Frame::Tunnel => Ok(()),
-        Frame::Prediction(p) => service.agent_prediction(printer_id, p).await,
-        Frame::Status(report) => match service.agent_report(printer_id, report).await {
+        Frame::Status(report) => match service.agent_report(printer_id, *report).await {
             Ok(Some(watch)) => {
                 state.agents.send(printer_id, remote_status(watch));
                 Ok(())

@@ -344,27 +344,6 @@ impl Service {
         Ok(())
     }
 
-    /// Stores a failure score (clamped to 0..1).
-    pub async fn agent_prediction(
-        &self,
-        printer_id: i32,
-        normalized_p: f64,
-    ) -> Result<(), AppError> {
-        let p = self.agent_owned(printer_id).await?;
-        let value = if normalized_p.is_finite() {
-            normalized_p.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        printer::Entity::update_many()
-            .col_expr(printer::Column::NormalizedP, Expr::value(value))
-            .filter(printer::Column::Id.eq(printer_id))
-            .exec(self.db())
-            .await?;
-        self.publish(&p, EventKind::AgentStatus);
-        Ok(())
-    }
-
     /// Keeps the latest snapshot of a printer.
     pub async fn store_snapshot(
         &self,
