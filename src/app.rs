@@ -118,8 +118,28 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
         state.gateway.service().db().ping(),
     )
     .await;
+    // The ML service is reported, never a reason to be unready: uploads and
+    // statuses work without it.
+    let detection = state.detector.as_ref().map(|_| {
+        let last = crate::metrics::metrics()
+            .detection
+            .last_ml_error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone());
+        match last {
+            None => json!({"ml": "ok"}),
+            Some(e) => json!({"ml": "failing", "detail": crate::metrics::truncated(&e)}),
+        }
+    });
     match ping {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(match detection {
+                Some(d) => json!({"status": "ready", "detection": d}),
+                None => json!({"status": "ready"}),
+            }),
+        ),
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "unavailable", "detail": "The database does not answer."})),
@@ -233,6 +253,7 @@ impl Application {
             max_batch: config.schema.limits.batch,
             limiter: Arc::new(RateLimiter::new(config.rate_limits.clone())),
             caches,
+            detector: None,
             metrics_token: config.guards.metrics_token.clone(),
             ws: graphql::limits::WsLimits {
                 init_timeout: config.guards.ws_init_timeout,
@@ -244,6 +265,33 @@ impl Application {
             shutdown: tokio::sync::watch::Sender::new(false),
         };
         let listener = TcpListener::bind(&config.bind).await?;
+        let detector = match &config.detection {
+            Some(d) => {
+                let mut d = d.clone();
+                if d.image_base.is_empty() {
+                    // The ML service fetches images from this server.
+                    let mut addr = listener.local_addr()?;
+                    if addr.ip().is_unspecified() {
+                        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                    }
+                    d.image_base = format!("http://{addr}");
+                }
+                let judge = crate::detection::MlClient::new(
+                    &d.ml_api_url,
+                    d.ml_api_token.clone(),
+                    d.ml_timeout,
+                )?;
+                tracing::info!(ml_api = %d.ml_api_url, images = %d.image_base, "failure detection on");
+                Some(crate::detection::Detector::start(
+                    &d,
+                    state.gateway.service().clone(),
+                    state.urls.clone(),
+                    Arc::new(judge),
+                ))
+            }
+            None => None,
+        };
+        let state = AppState { detector, ..state };
         let metrics = match &config.guards.metrics_bind {
             Some(bind) => Some(TcpListener::bind(bind).await?),
             None => None,

@@ -195,6 +195,50 @@ pub struct Settings {
         global = true
     )]
     pub url_signing_secret: Option<String>,
+    /// Obico's ML service (`ml_api`), e.g. `http://127.0.0.1:3333`: turns
+    /// failure detection on. Unset, nothing is judged.
+    #[arg(long, env = "PRINTGATE_ML_API_URL", global = true)]
+    pub ml_api_url: Option<String>,
+    /// The ML service's token (sent as `Authorization: Bearer`), if it
+    /// has one.
+    #[arg(
+        long,
+        env = "PRINTGATE_ML_API_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub ml_api_token: Option<String>,
+    /// Longest an ML call may take.
+    #[arg(long, env = "PRINTGATE_ML_API_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub ml_api_timeout: Duration,
+    /// The origin the ML service reaches printgate at, for the image URLs
+    /// it fetches (default: `--public-url`, else this server's own
+    /// address).
+    #[arg(long, env = "PRINTGATE_INTERNAL_URL", global = true)]
+    pub internal_url: Option<String>,
+    /// Least time between two judged frames of a printer.
+    #[arg(long, env = "PRINTGATE_MIN_DETECTION_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub min_detection_interval: Duration,
+    /// Least time between two failure alerts of a print.
+    #[arg(long, env = "PRINTGATE_ALERT_COOLDOWN", default_value = "90s", value_parser = humantime::parse_duration, global = true)]
+    pub alert_cooldown: Duration,
+    /// Frames waiting to be judged on this instance, at most (more are
+    /// skipped and counted).
+    #[arg(
+        long,
+        env = "PRINTGATE_DETECTION_QUEUE",
+        default_value_t = 256,
+        global = true
+    )]
+    pub detection_queue: usize,
+    /// ML calls in flight at once.
+    #[arg(
+        long,
+        env = "PRINTGATE_DETECTION_CONCURRENCY",
+        default_value_t = 4,
+        global = true
+    )]
+    pub detection_concurrency: usize,
     /// Longest a request may take before it is answered 408.
     #[arg(long, env = "PRINTGATE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub request_timeout: Duration,
@@ -252,6 +296,8 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// Bounds on what clients can make the server keep.
     pub guards: Guards,
+    /// Failure detection, when an ML service is configured.
+    pub detection: Option<crate::detection::DetectionConfig>,
 }
 
 /// Bounds on what clients (users, agents, anyone) can make the server
@@ -385,6 +431,26 @@ impl Settings {
                 .filter(|o| !o.is_empty())
                 .collect(),
             public_url: self.public_url.clone().unwrap_or_default(),
+            detection: self
+                .ml_api_url
+                .clone()
+                .filter(|u| !u.is_empty())
+                .map(|url| crate::detection::DetectionConfig {
+                    ml_api_url: url,
+                    ml_api_token: self.ml_api_token.clone().filter(|t| !t.is_empty()),
+                    ml_timeout: self.ml_api_timeout,
+                    image_base: self
+                        .internal_url
+                        .clone()
+                        .or_else(|| self.public_url.clone())
+                        .unwrap_or_default(),
+                    settings: crate::service::detection::DetectionSettings {
+                        min_interval: self.min_detection_interval,
+                        alert_cooldown: self.alert_cooldown,
+                    },
+                    queue: self.detection_queue,
+                    concurrency: self.detection_concurrency,
+                }),
             database: DatabaseConfig {
                 url: self.database_url.clone(),
                 pool_size: self.db_pool_size.max(1),

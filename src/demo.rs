@@ -46,6 +46,7 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
         request_timeout: std::time::Duration::from_secs(30),
         cors_origins: Vec::new(),
         trusted_documents: None,
+        detection: None,
         guards: Default::default(),
         database: DatabaseConfig::new(
             format!("sqlite://{}?mode=rwc", dir.join("demo.db").display()),

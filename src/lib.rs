@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod database;
 pub mod demo;
+pub mod detection;
 pub mod error;
 pub mod events;
 pub mod gateway;

@@ -71,6 +71,79 @@ impl CacheGauge {
     }
 }
 
+/// Failure detection's counters.
+#[derive(Debug, Default)]
+pub struct DetectionMetrics {
+    pub judged: AtomicU64,
+    /// Frames not judged, by reason (detection.md §2, and a full queue).
+    skipped: Mutex<BTreeMap<&'static str, u64>>,
+    pub ml_errors: AtomicU64,
+    ml_micros: AtomicU64,
+    ml_calls: AtomicU64,
+    alerts: AtomicU64,
+    auto_pauses: AtomicU64,
+    /// The last ML error (for `/readyz`), if the last call failed.
+    pub last_ml_error: Mutex<Option<String>>,
+}
+
+impl DetectionMetrics {
+    pub fn skipped(&self, reason: &'static str) {
+        if let Ok(mut s) = self.skipped.lock() {
+            *s.entry(reason).or_insert(0) += 1;
+        }
+    }
+
+    /// One ML call and how long it took; `error` when it failed.
+    pub fn ml_call(&self, seconds: f64, error: Option<String>) {
+        self.ml_calls.fetch_add(1, Ordering::Relaxed);
+        self.ml_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        if error.is_some() {
+            self.ml_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut last) = self.last_ml_error.lock() {
+            *last = error;
+        }
+    }
+
+    pub fn alert(&self) {
+        self.alerts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn auto_pause(&self) {
+        self.auto_pauses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP printgate_detection_frames_total Snapshot frames judged by the ML service, or skipped and why.\n# TYPE printgate_detection_frames_total counter\nprintgate_detection_frames_total{{outcome=\"judged\"}} {}",
+            self.judged.load(Ordering::Relaxed)
+        );
+        if let Ok(s) = self.skipped.lock() {
+            for (why, n) in s.iter() {
+                let _ = writeln!(
+                    out,
+                    "printgate_detection_frames_total{{outcome=\"skipped\",reason=\"{why}\"}} {n}"
+                );
+            }
+        }
+        let calls = self.ml_calls.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP printgate_ml_requests_total Calls to the ML service.\n# TYPE printgate_ml_requests_total counter\nprintgate_ml_requests_total {calls}\n# HELP printgate_ml_errors_total ML calls that failed (down, slow, garbage).\n# TYPE printgate_ml_errors_total counter\nprintgate_ml_errors_total {}\n# HELP printgate_ml_request_seconds_sum Time spent in ML calls.\n# TYPE printgate_ml_request_seconds_sum counter\nprintgate_ml_request_seconds_sum {}",
+            self.ml_errors.load(Ordering::Relaxed),
+            self.ml_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "# HELP printgate_failure_alerts_total Failure alerts raised.\n# TYPE printgate_failure_alerts_total counter\nprintgate_failure_alerts_total {}\n# HELP printgate_auto_pauses_total Prints paused by the failure detector.\n# TYPE printgate_auto_pauses_total counter\nprintgate_auto_pauses_total {}",
+            self.alerts.load(Ordering::Relaxed),
+            self.auto_pauses.load(Ordering::Relaxed)
+        );
+    }
+}
+
 /// The caches of one application whose sizes `/metrics` reports.
 #[derive(Debug, Default, Clone)]
 pub struct CacheGauges {
@@ -124,6 +197,7 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     /// Connections refused at accept: over the per-address or total cap.
     pub connections_refused: AtomicU64,
+    pub detection: DetectionMetrics,
 }
 
 /// The process's metrics.
@@ -309,6 +383,7 @@ impl Metrics {
             "# HELP printgate_connections_refused_total Connections refused over the per-address or total cap.\n# TYPE printgate_connections_refused_total counter\nprintgate_connections_refused_total {}",
             self.connections_refused.load(Ordering::Relaxed)
         );
+        self.detection.render(&mut out);
         let (size, idle) = pool_use(state);
         let _ = writeln!(
             out,

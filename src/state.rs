@@ -40,6 +40,8 @@ pub struct AppState {
     pub ws: WsLimits,
     /// Live subscriptions per user (the per-user cap).
     pub subscriptions: Arc<SubscriptionCounts>,
+    /// The failure detector's queue, when detection is on.
+    pub detector: Option<Arc<crate::detection::Detector>>,
     /// The token that opens `/metrics` on the main address, if any.
     pub metrics_token: Option<String>,
     /// The sizes of this application's caches, for `/metrics`.

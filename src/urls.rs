@@ -40,14 +40,24 @@ impl UrlSigner {
     /// The URL of the snapshot taken at `taken_at`, valid from `now` for at
     /// least [`URL_TTL`].
     pub fn sign(&self, printer_id: i32, taken_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+        self.sign_on(&self.base, printer_id, taken_at, now)
+    }
+
+    /// [`UrlSigner::sign`] on another origin (what the ML service reaches
+    /// printgate at).
+    pub fn sign_on(
+        &self,
+        base: &str,
+        printer_id: i32,
+        taken_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> String {
+        let base = base.trim_end_matches('/');
         let ttl = i64::try_from(URL_TTL.as_secs()).unwrap_or(600);
         let exp = (now.timestamp() + ttl).div_euclid(STEP_SECS) * STEP_SECS + STEP_SECS;
         let version = taken_at.timestamp_millis();
         let sig = self.mac(printer_id, version, exp);
-        format!(
-            "{}/snapshots/{printer_id}.jpg?v={version}&exp={exp}&sig={sig}",
-            self.base
-        )
+        format!("{base}/snapshots/{printer_id}.jpg?v={version}&exp={exp}&sig={sig}")
     }
 
     /// Whether a URL's parameters are genuine and not expired.

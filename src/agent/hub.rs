@@ -210,7 +210,7 @@ pub fn remote_status(should_watch: bool) -> String {
 
 /// The `commands` frame for one command, exactly as the agents expect it.
 pub fn command_frame(command: &AgentCommand) -> String {
-    json!({"commands": [{"cmd": command.cmd, "args": command.args, "initiator": "api"}]})
+    json!({"commands": [{"cmd": command.cmd, "args": command.args, "initiator": command.initiator}]})
         .to_string()
 }
 
@@ -273,6 +273,7 @@ mod tests {
         let cmd = AgentCommand {
             cmd: "pause",
             args: json!({}),
+            initiator: "api",
         };
         assert!(!hub.deliver(1, &cmd).await, "no connection, no delivery");
         let mut reg = hub.register(1);

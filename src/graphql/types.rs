@@ -280,6 +280,55 @@ impl Print {
             .and_then(service::AlertOverwrite::from_stored)
             .map(Into::into)
     }
+    /// The frames the failure detector judged during this print, oldest
+    /// first: the failure-score curve (at most the newest 10,000).
+    async fn predictions(&self, ctx: &Context<'_>) -> Result<Vec<PredictionFrame>> {
+        let viewer = viewer(ctx).await?;
+        let service = super::context::request(ctx)?.service();
+        let frames = service.print_frames(viewer, self.0.id).await?;
+        Ok(frames.into_iter().map(PredictionFrame::from).collect())
+    }
+}
+
+/// One frame the failure detector judged.
+#[derive(SimpleObject)]
+pub struct PredictionFrame {
+    /// When it was judged.
+    pub at: DateTime,
+    /// The sum of the detections' confidences (may exceed 1).
+    pub p: f64,
+    /// The display score after this frame, 0 to 1 (1/3 warning, 2/3
+    /// failing).
+    pub normalized_p: f64,
+    /// What the ML service saw, most confident first.
+    pub detections: Vec<FailureDetection>,
+}
+
+/// A region of the snapshot the ML service thinks is failing.
+#[derive(SimpleObject)]
+pub struct FailureDetection {
+    /// 0 to 1.
+    pub confidence: f64,
+    /// Centre x, centre y, width, height, in pixels of the snapshot.
+    pub bbox: Vec<f64>,
+}
+
+impl From<entity::print_prediction::Model> for PredictionFrame {
+    fn from(m: entity::print_prediction::Model) -> Self {
+        let parsed: Vec<(f64, [f64; 4])> = serde_json::from_str(&m.detections).unwrap_or_default();
+        Self {
+            at: m.created_at.into(),
+            p: m.p,
+            normalized_p: m.normalized_p,
+            detections: parsed
+                .into_iter()
+                .map(|(confidence, b)| FailureDetection {
+                    confidence,
+                    bbox: b.to_vec(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The agent's status, typed for what frontends read; `raw` is the agent's

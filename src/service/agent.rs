@@ -81,7 +81,7 @@ impl Service {
 
     /// The printer an agent session writes for: a deleted or archived
     /// one is `NotFound`, and its session ends (see the agent socket).
-    async fn agent_owned(&self, printer_id: i32) -> Result<printer::Model, AppError> {
+    pub(super) async fn agent_owned(&self, printer_id: i32) -> Result<printer::Model, AppError> {
         printer::Entity::find_by_id(printer_id)
             .filter(printer::Column::DeletedAt.is_null())
             .filter(printer::Column::ArchivedAt.is_null())
@@ -272,6 +272,7 @@ impl Service {
         if print_changed {
             row.current_print_id = Set(current_id);
             row.normalized_p = Set(0.0);
+            self.reset_prediction(p.id).await?;
         }
         let updated = if row.is_changed() {
             row.update(self.db()).await?

@@ -14,6 +14,9 @@ pub struct AgentCommand {
     pub cmd: &'static str,
     /// The command's arguments; pause carries exactly four keys.
     pub args: serde_json::Value,
+    /// Who asked: `api` (a user's action) or `system` (the failure
+    /// detector's automatic pause).
+    pub initiator: &'static str,
 }
 
 /// How commands reach agents.

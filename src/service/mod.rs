@@ -7,6 +7,7 @@
 
 mod agent;
 mod commands;
+pub mod detection;
 pub mod prediction;
 mod presence;
 mod printers;

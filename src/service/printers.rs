@@ -409,7 +409,14 @@ impl Service {
         args: serde_json::Value,
     ) -> bool {
         self.commands
-            .deliver(printer.id, &AgentCommand { cmd, args })
+            .deliver(
+                printer.id,
+                &AgentCommand {
+                    cmd,
+                    args,
+                    initiator: "api",
+                },
+            )
             .await
     }
 

@@ -110,6 +110,7 @@ pub fn test_config(dir: &std::path::Path, url: String) -> Config {
         request_timeout: std::time::Duration::from_secs(30),
         cors_origins: Vec::new(),
         trusted_documents: None,
+        detection: None,
         guards: printgate::config::Guards {
             metrics_token: Some(METRICS_TOKEN.into()),
             ..Default::default()

@@ -7,6 +7,7 @@ mod agents;
 mod architecture;
 mod auth;
 mod cluster;
+mod detection;
 mod helpers;
 mod isolation;
 mod limits;
