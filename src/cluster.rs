@@ -41,6 +41,9 @@ enum Wire {
         printer: i32,
         user: i32,
         kind: u8,
+        /// The event-log record, for `Logged`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        record: Option<i32>,
     },
     Hello {
         printer: i32,
@@ -74,6 +77,7 @@ struct Envelope {
 
 fn kind_code(k: EventKind) -> u8 {
     match k {
+        EventKind::Logged { .. } => 7,
         EventKind::Created => 0,
         EventKind::Updated => 1,
         EventKind::Deleted => 2,
@@ -84,8 +88,11 @@ fn kind_code(k: EventKind) -> u8 {
     }
 }
 
-fn kind_of(c: u8) -> EventKind {
+fn kind_of(c: u8, record: Option<i32>) -> EventKind {
     match c {
+        7 => EventKind::Logged {
+            record: record.unwrap_or(0),
+        },
         0 => EventKind::Created,
         1 => EventKind::Updated,
         2 => EventKind::Deleted,
@@ -165,10 +172,11 @@ impl Cluster {
                 printer,
                 user,
                 kind,
+                record,
             } => self.bus.publish(Event {
                 printer_id: printer,
                 user_id: user,
-                kind: kind_of(kind),
+                kind: kind_of(kind, record),
                 seq: 0,
             }),
             Wire::Hello { printer } => {
@@ -266,6 +274,10 @@ impl EventBus for Cluster {
             printer: event.printer_id,
             user: event.user_id,
             kind: kind_code(event.kind),
+            record: match event.kind {
+                EventKind::Logged { record } => Some(record),
+                _ => None,
+            },
         });
     }
 

@@ -39,6 +39,10 @@ pub enum EventKind {
     Print,
     /// The agent connected or went away.
     Connection,
+    /// A record was added to the printer's event log.
+    Logged {
+        record: i32,
+    },
 }
 
 /// Where events are published and heard.

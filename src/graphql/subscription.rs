@@ -14,9 +14,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::context::request;
 use super::query::row_id;
-use super::types::Printer;
+use super::types::{Printer, PrinterEvent};
 use crate::error::AppError;
-use crate::events::Event;
+use crate::events::{Event, EventKind};
 use crate::service::{Service, Viewer};
 
 #[derive(Default)]
@@ -40,7 +40,11 @@ impl Drop for Watch {
 
 impl Watch {
     fn concerns(&self, e: &Event) -> bool {
-        e.user_id == self.viewer.id() && self.only.is_none_or(|id| id == e.printer_id)
+        // A log record changes nothing a printer shows; what went with it
+        // was published on its own.
+        !matches!(e.kind, EventKind::Logged { .. })
+            && e.user_id == self.viewer.id()
+            && self.only.is_none_or(|id| id == e.printer_id)
     }
 
     /// The next printer to send, waiting for events as needed.
@@ -75,8 +79,101 @@ impl Watch {
     }
 }
 
+/// A subscriber to a printer's event log.
+struct LogWatch {
+    rx: tokio::sync::broadcast::Receiver<Event>,
+    service: Service,
+    viewer: Viewer,
+    only: Option<i32>,
+    types: Option<Vec<String>>,
+}
+
+impl Drop for LogWatch {
+    fn drop(&mut self) {
+        crate::metrics::metrics()
+            .subscriptions
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl LogWatch {
+    async fn next(&mut self) -> Option<PrinterEvent> {
+        loop {
+            let e = match self.rx.recv().await {
+                Ok(e) => e,
+                // A slow subscriber misses records; it hears the next ones
+                // (the log itself keeps them: `Printer.events`).
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "slow event-log subscriber");
+                    continue;
+                }
+                Err(RecvError::Closed) => return None,
+            };
+            let EventKind::Logged { record } = e.kind else {
+                continue;
+            };
+            if e.user_id != self.viewer.id() || self.only.is_some_and(|id| id != e.printer_id) {
+                continue;
+            }
+            match self
+                .service
+                .printer_event_record(&self.viewer, record)
+                .await
+            {
+                Ok(Some(r))
+                    if self
+                        .types
+                        .as_ref()
+                        .is_none_or(|t| t.contains(&r.event_type)) =>
+                {
+                    return Some(PrinterEvent(r));
+                }
+                Ok(_) => {}
+                Err(e) => e.log(),
+            }
+        }
+    }
+}
+
 #[Subscription]
 impl Subscription {
+    /// Each new record of the event log of one printer (`printerId`) or of
+    /// all the viewer's printers, of the given `types` only when given.
+    async fn printer_event(
+        &self,
+        ctx: &Context<'_>,
+        printer_id: Option<ID>,
+        types: Option<Vec<String>>,
+    ) -> Result<impl Stream<Item = PrinterEvent> + use<>> {
+        let rc = request(ctx)?;
+        let viewer = rc.viewer().await?.clone();
+        let service = rc.service().clone();
+        let only = match printer_id {
+            None => None,
+            Some(id) => {
+                let n = row_id(&id).ok_or(AppError::NotFound)?;
+                service
+                    .printer(&viewer, n)
+                    .await?
+                    .ok_or(AppError::NotFound)?;
+                Some(n)
+            }
+        };
+        crate::metrics::metrics()
+            .subscriptions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let watch = LogWatch {
+            rx: service.events().subscribe(),
+            service,
+            viewer,
+            only,
+            types,
+        };
+        Ok(futures_util::stream::unfold(watch, |mut w| async move {
+            w.next().await.map(|e| (e, w))
+        }))
+    }
+
     /// A printer each time what it shows changes: one printer, or every one
     /// of the viewer's printers when `id` is omitted.
     async fn printer_updated(

@@ -3,6 +3,7 @@
 //! These wrap entity models and compute derived fields through the service's
 //! rules; the storage shape stays in `entity`.
 
+use async_graphql::connection::{Connection, Edge};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Enum, ID, Json, Object, Result, SimpleObject};
 use chrono::Utc;
@@ -207,6 +208,107 @@ impl Printer {
     /// Failure score, 0 to 1.
     async fn normalized_p(&self) -> f64 {
         self.0.normalized_p
+    }
+    /// The printer's event log, newest first: print starts and ends,
+    /// pauses and resumes, filament changes, failure alerts, mute and
+    /// unmute, and what the agent reports. `first` is at most 100; `after`
+    /// is a cursor from a previous page; `types` keeps only those types
+    /// (`STARTED`, `ENDED`, `PAUSED`, `RESUMED`, `FAILURE_ALERTED`,
+    /// `ALERT_MUTED`, `ALERT_UNMUTED`, `FILAMENT_CHANGE`, `PRINTER_ERROR`,
+    /// or what an agent posted).
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+        types: Option<Vec<String>>,
+    ) -> Result<Connection<String, PrinterEvent>> {
+        let viewer = viewer(ctx).await?;
+        let service = super::context::request(ctx)?.service();
+        let after_id = match after.as_deref() {
+            None => None,
+            Some(c) => Some(event_cursor_id(c).ok_or_else(|| {
+                AppError::invalid("after", "This is not a cursor from this list.")
+            })?),
+        };
+        let first = u64::try_from(first.max(1)).unwrap_or(1);
+        let page = service
+            .printer_events(viewer, self.0.id, first, after_id, types.as_deref())
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let mut conn = Connection::new(after_id.is_some(), page.has_next);
+        conn.edges.extend(
+            page.events
+                .into_iter()
+                .map(|e| Edge::new(event_cursor(e.id), PrinterEvent(e))),
+        );
+        Ok(conn)
+    }
+}
+
+/// The opaque cursor of an event (its id, encoded).
+fn event_cursor(id: i32) -> String {
+    hex::encode(format!("event:{id}"))
+}
+
+fn event_cursor_id(cursor: &str) -> Option<i32> {
+    let raw = hex::decode(cursor).ok()?;
+    String::from_utf8(raw)
+        .ok()?
+        .strip_prefix("event:")?
+        .parse()
+        .ok()
+}
+
+/// A record of the printer's event log.
+pub struct PrinterEvent(pub entity::printer_event::Model);
+
+#[Object]
+impl PrinterEvent {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// `STARTED`, `ENDED`, `PAUSED`, `RESUMED`, `FAILURE_ALERTED`,
+    /// `ALERT_MUTED`, `ALERT_UNMUTED`, `FILAMENT_CHANGE`, `PRINTER_ERROR`,
+    /// or a type an agent posted.
+    async fn r#type(&self) -> &str {
+        &self.0.event_type
+    }
+    /// `ERROR`, `WARNING`, `SUCCESS` or `INFO`.
+    async fn class(&self) -> &str {
+        self.0.event_class.as_deref().unwrap_or("INFO")
+    }
+    async fn title(&self) -> Option<&str> {
+        self.0.event_title.as_deref()
+    }
+    async fn text(&self) -> Option<&str> {
+        self.0.event_text.as_deref()
+    }
+    async fn info_url(&self) -> Option<&str> {
+        self.0.info_url.as_deref()
+    }
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
+    }
+    /// The printer's id.
+    async fn printer_id(&self) -> ID {
+        ID(self.0.printer_id.to_string())
+    }
+    /// The print it happened in, if any.
+    async fn print(&self, ctx: &Context<'_>) -> Result<Option<Print>> {
+        let Some(id) = self.0.print_id else {
+            return Ok(None);
+        };
+        // The loader reads as the viewer, once resolved.
+        viewer(ctx).await?;
+        let loader = ctx
+            .data::<DataLoader<PrintLoader>>()
+            .map_err(|_| AppError::internal("print loader missing"))?;
+        Ok(loader
+            .load_one(id)
+            .await
+            .map_err(|e| AppError::internal(format!("{e:?}")))?
+            .map(Print))
     }
 }
 

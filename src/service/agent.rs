@@ -11,6 +11,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 
+use super::printer_events::{LogEntry, classes, types};
 use super::{Service, now, rules};
 use crate::error::AppError;
 use crate::events::EventKind;
@@ -221,14 +222,14 @@ impl Service {
         match (report.current_print_ts, &current) {
             (None, _) => {}
             (Some(-1), Some(c)) => {
-                self.end_print(c).await?;
+                self.end_print(&p, c).await?;
                 current_id = None;
                 print_changed = true;
             }
             (Some(-1), None) => {}
             (Some(ts), None) => {
                 if let Some(name) = &filename {
-                    current_id = Some(self.start_print(p.id, ts, name).await?);
+                    current_id = Some(self.start_print(&p, ts, name).await?);
                     print_changed = true;
                 }
             }
@@ -242,10 +243,10 @@ impl Service {
                         .exec(self.db())
                         .await?;
                 } else {
-                    self.end_print(c).await?;
+                    self.end_print(&p, c).await?;
                     current_id = None;
                     if let Some(name) = filename.as_deref().or(Some(c.filename.as_str())) {
-                        current_id = Some(self.start_print(p.id, ts, name).await?);
+                        current_id = Some(self.start_print(&p, ts, name).await?);
                     }
                     print_changed = true;
                 }
@@ -256,12 +257,20 @@ impl Service {
                 "PrintCancelled" => {
                     self.mark_cancelled(id).await?;
                 }
+                "PrintPaused" | "PrintResumed" | "FilamentChange" => {
+                    let ty = match event {
+                        "PrintPaused" => types::PAUSED,
+                        "PrintResumed" => types::RESUMED,
+                        _ => types::FILAMENT_CHANGE,
+                    };
+                    self.log_event(&p, Some(id), LogEntry::of(ty)).await?;
+                }
                 "PrintFailed" | "PrintDone" => {
                     if event == "PrintFailed" {
                         self.mark_cancelled(id).await?;
                     }
                     if let Some(c) = print::Entity::find_by_id(id).one(self.db()).await? {
-                        self.end_print(&c).await?;
+                        self.end_print(&p, &c).await?;
                     }
                     current_id = None;
                     print_changed = true;
@@ -296,35 +305,45 @@ impl Service {
         Ok((watch_after != watch_before).then_some(watch_after))
     }
 
-    /// Starts (or, for a known timestamp, resumes) a print; never duplicates.
+    /// Starts (or, for a known timestamp, resumes) a print; never
+    /// duplicates. A new print is logged (STARTED).
     async fn start_print(
         &self,
-        printer_id: i32,
+        p: &printer::Model,
         ext_id: i64,
         filename: &str,
     ) -> Result<i32, AppError> {
         let row = print::ActiveModel {
-            printer_id: Set(printer_id),
+            printer_id: Set(p.id),
             ext_id: Set(ext_id),
             filename: Set(filename.to_owned()),
             started_at: Set(now()),
             ..Default::default()
         };
-        print::Entity::insert(row)
+        let inserted = print::Entity::insert(row)
             .on_conflict_do_nothing_on([print::Column::PrinterId, print::Column::ExtId])
-            .exec(self.db())
+            .exec_without_returning(self.db())
             .await?;
-        print::Entity::find()
-            .filter(print::Column::PrinterId.eq(printer_id))
+        let id = print::Entity::find()
+            .filter(print::Column::PrinterId.eq(p.id))
             .filter(print::Column::ExtId.eq(ext_id))
             .one(self.db())
             .await?
             .map(|p| p.id)
-            .ok_or_else(|| AppError::internal("print vanished after insert"))
+            .ok_or_else(|| AppError::internal("print vanished after insert"))?;
+        if matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+            self.log_event(
+                p,
+                Some(id),
+                LogEntry::of(types::STARTED).with_text(filename),
+            )
+            .await?;
+        }
+        Ok(id)
     }
 
-    /// Ends a print: finished unless it was cancelled.
-    async fn end_print(&self, c: &print::Model) -> Result<(), AppError> {
+    /// Ends a print: finished unless it was cancelled; logged (ENDED).
+    async fn end_print(&self, p: &printer::Model, c: &print::Model) -> Result<(), AppError> {
         if c.cancelled_at.is_none() && c.finished_at.is_none() {
             print::Entity::update_many()
                 .col_expr(print::Column::FinishedAt, Expr::value(now()))
@@ -332,6 +351,17 @@ impl Service {
                 .exec(self.db())
                 .await?;
         }
+        let cancelled = print::Entity::find_by_id(c.id)
+            .one(self.db())
+            .await?
+            .is_some_and(|c| c.cancelled_at.is_some());
+        let entry = if cancelled {
+            LogEntry::of(types::ENDED).with(classes::WARNING, "Print Job Canceled")
+        } else {
+            LogEntry::of(types::ENDED)
+        };
+        self.log_event(p, Some(c.id), entry.with_text(c.filename.clone()))
+            .await?;
         Ok(())
     }
 
@@ -427,17 +457,15 @@ impl Service {
     /// most [`MAX_EVENTS_PER_PRINTER`] events.
     pub async fn printer_event(&self, printer_id: i32, e: PrinterEvent) -> Result<(), AppError> {
         let clean = |t: Option<String>, max| t.map(|t| rules::clean_agent_text(&t, max));
-        let row = printer_event::ActiveModel {
-            printer_id: Set(printer_id),
-            event_type: Set(rules::clean_agent_text(&e.event_type, MAX_EVENT_TYPE_CHARS)),
-            event_class: Set(clean(e.event_class, MAX_EVENT_TYPE_CHARS)),
-            event_title: Set(clean(e.event_title, MAX_EVENT_TITLE_CHARS)),
-            event_text: Set(clean(e.event_text, MAX_EVENT_TEXT_CHARS)),
-            info_url: Set(clean(e.info_url, MAX_URL_CHARS)),
-            created_at: Set(now()),
-            ..Default::default()
+        let p = self.agent_owned(printer_id).await?;
+        let entry = LogEntry {
+            event_type: rules::clean_agent_text(&e.event_type, MAX_EVENT_TYPE_CHARS),
+            class: clean(e.event_class, MAX_EVENT_TYPE_CHARS),
+            title: clean(e.event_title, MAX_EVENT_TITLE_CHARS),
+            text: clean(e.event_text, MAX_EVENT_TEXT_CHARS),
+            info_url: clean(e.info_url, MAX_URL_CHARS),
         };
-        let id = row.insert(self.db()).await?.id;
+        let id = self.log_event(&p, p.current_print_id, entry).await?.id;
         if id % TRIM_EVERY == 0 {
             self.trim_events(printer_id, MAX_EVENTS_PER_PRINTER).await?;
         }

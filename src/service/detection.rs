@@ -18,6 +18,7 @@ use sea_orm::{
 use serde_json::Value;
 
 use super::prediction::{Detection, State, Verdict};
+use super::printer_events::{LogEntry, classes, types};
 use super::{AgentCommand, Service, Viewer, now, rules};
 use crate::error::AppError;
 use crate::events::EventKind;
@@ -324,6 +325,13 @@ impl Service {
                 "failure detected: print paused"
             );
             crate::metrics::metrics().detection.auto_pause();
+            self.log_event(
+                p,
+                Some(print.id),
+                LogEntry::of(types::FAILURE_ALERTED)
+                    .with_text("A possible failure was detected; the print was paused."),
+            )
+            .await?;
             return Ok((true, true));
         }
         if suppressed {
@@ -341,6 +349,27 @@ impl Service {
                 "failure detected: alert"
             );
             crate::metrics::metrics().detection.alert();
+            // A warning (alert only) or, with NONE or once paused, a
+            // failure the print goes on through.
+            let (class, text) = if verdict == Verdict::Pause {
+                (
+                    classes::ERROR,
+                    "A possible failure was detected; the print was not paused.",
+                )
+            } else {
+                (
+                    classes::WARNING,
+                    "A possible failure was detected; the print was not paused.",
+                )
+            };
+            self.log_event(
+                p,
+                Some(print.id),
+                LogEntry::of(types::FAILURE_ALERTED)
+                    .with(class, "Possible Failure Detected")
+                    .with_text(text),
+            )
+            .await?;
         }
         Ok((res.rows_affected > 0, false))
     }

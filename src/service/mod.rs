@@ -10,6 +10,7 @@ mod commands;
 pub mod detection;
 pub mod prediction;
 mod presence;
+pub mod printer_events;
 mod printers;
 pub mod rules;
 

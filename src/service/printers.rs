@@ -11,6 +11,7 @@ use sea_orm::{
     sea_query::Expr,
 };
 
+use super::printer_events::{LogEntry, types};
 use super::rules::{self, ActionOnFailure, AlertOverwrite, defaults};
 use super::{AgentCommand, Service, Viewer, bump_version, now};
 use crate::error::AppError;
@@ -361,6 +362,13 @@ impl Service {
                     .await?;
                 bump_version(&txn, viewer.id()).await?;
                 txn.commit().await?;
+                let ty = if mute {
+                    types::ALERT_MUTED
+                } else {
+                    types::ALERT_UNMUTED
+                };
+                self.log_event(&printer, Some(current.id), LogEntry::of(ty))
+                    .await?;
                 let muted = print::Model {
                     alert_muted_at: muted_at,
                     ..current

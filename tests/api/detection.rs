@@ -557,3 +557,160 @@ async fn the_state_lives_in_the_database_so_another_instance_judges_the_next_fra
     })
     .await;
 }
+
+async fn event_types(app: &TestApp, token: &str, id: &str, args: &str) -> (Vec<String>, Value) {
+    let q = format!(
+        "query($id: ID!) {{ printer(id: $id) {{ events{args} {{ edges {{ cursor node {{ type class title text print {{ id }} }} }} pageInfo {{ hasNextPage endCursor }} }} }} }}"
+    );
+    let b = app.gql(Some(token), &q, json!({"id": id})).await;
+    let events = &b["data"]["printer"]["events"];
+    let types = events["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{b}"))
+        .iter()
+        .map(|e| e["node"]["type"].as_str().unwrap().to_owned())
+        .collect();
+    (types, events.clone())
+}
+
+#[tokio::test]
+async fn the_event_log_records_the_print_lifecycle_and_pages_newest_first() {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    let mut p = printing(&app, &token, "PAUSE").await;
+    let frame = |event: &str| {
+        json!({"current_print_ts": 1_700_000_000, "event": {"event_type": event},
+               "status": {"_ts": chrono::Utc::now().timestamp_millis() as f64 / 1000.0, "state": {"flags": {"printing": true}}, "job": {"file": {"name": "benchy.gcode"}}}})
+    };
+    for event in ["PrintPaused", "PrintResumed", "FilamentChange"] {
+        p.ws.send(Message::Text(frame(event).to_string().into()))
+            .await
+            .unwrap();
+    }
+    // The agent's frames land before the user's actions below.
+    for _ in 0..100 {
+        if event_types(&app, &token, &p.id, "").await.0.len() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.gql(
+        Some(&token),
+        "mutation($id: ID!) { muteCurrentPrint(id: $id) { succeeded } }",
+        json!({"id": p.id}),
+    )
+    .await;
+    app.gql(
+        Some(&token),
+        "mutation($id: ID!) { muteCurrentPrint(id: $id, mute: false) { succeeded } }",
+        json!({"id": p.id}),
+    )
+    .await;
+    let posted = app
+        .rest(reqwest::Method::POST, "/api/v1/octo/printer_events/", None)
+        .header("authorization", format!("Token {}", p.auth))
+        .form(&[
+            ("event_type", "PRINTER_ERROR"),
+            ("event_title", "Thermal runaway"),
+            ("event_class", "ERROR"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 201);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    p.ws.send(Message::Text(json!({"current_print_ts": -1, "status": {"_ts": 2e9, "state": {"flags": {"printing": false}}}}).to_string().into()))
+        .await
+        .unwrap();
+    let want = [
+        "ENDED",
+        "PRINTER_ERROR",
+        "ALERT_UNMUTED",
+        "ALERT_MUTED",
+        "FILAMENT_CHANGE",
+        "RESUMED",
+        "PAUSED",
+        "STARTED",
+    ];
+    for _ in 0..100 {
+        if event_types(&app, &token, &p.id, "(first: 20)")
+            .await
+            .0
+            .len()
+            == want.len()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let (all, page) = event_types(&app, &token, &p.id, "(first: 20)").await;
+    assert_eq!(all, want);
+    let ended = &page["edges"][0]["node"];
+    assert_eq!(ended["class"], "SUCCESS");
+    assert_eq!(ended["title"], "Print Job Finished");
+    assert!(ended["print"]["id"].is_string(), "events name their print");
+    assert_eq!(page["edges"][3]["node"]["title"], "Watching Turned Off");
+    assert_eq!(
+        page["edges"][4]["node"]["title"],
+        "Filament Change Required"
+    );
+    // Pages of 3, then the rest after the cursor.
+    let (first, page) = event_types(&app, &token, &p.id, "(first: 3)").await;
+    assert_eq!(first, want[..3]);
+    assert_eq!(page["pageInfo"]["hasNextPage"], true);
+    let cursor = page["pageInfo"]["endCursor"].as_str().unwrap().to_owned();
+    let (rest, page) = event_types(
+        &app,
+        &token,
+        &p.id,
+        &format!("(first: 10, after: \"{cursor}\")"),
+    )
+    .await;
+    assert_eq!(rest, want[3..]);
+    assert_eq!(page["pageInfo"]["hasNextPage"], false);
+    let (only, _) = event_types(&app, &token, &p.id, "(types: [\"PAUSED\", \"RESUMED\"])").await;
+    assert_eq!(only, ["RESUMED", "PAUSED"]);
+    let bad = app
+        .gql(
+            Some(&token),
+            "query($id: ID!) { printer(id: $id) { events(after: \"nope\") { edges { cursor } } } }",
+            json!({"id": p.id}),
+        )
+        .await;
+    assert_eq!(crate::helpers::error_code(&bad), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn a_printer_event_subscriber_hears_the_failure_alerts() {
+    let (fake, ml) = fake_ml().await;
+    let app = app_with_detection(&ml, |_| {}).await;
+    let token = app.token("alice");
+    let p = printing(&app, &token, "PAUSE").await;
+    let mut sub = crate::helpers::graphql_ws(&app.url, None).await;
+    crate::helpers::ws_send(
+        &mut sub,
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}),
+    )
+    .await;
+    assert_eq!(
+        crate::helpers::ws_next_json(&mut sub).await["type"],
+        "connection_ack"
+    );
+    crate::helpers::ws_send(
+        &mut sub,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription($id: ID) { printerEvent(printerId: $id, types: [\"FAILURE_ALERTED\"]) { type class text } }", "variables": {"id": p.id}}}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    run_failing_print(&app, &fake, &p, &token).await;
+    let first = crate::helpers::ws_next_json(&mut sub).await;
+    assert_eq!(
+        first["payload"]["data"]["printerEvent"]["class"], "WARNING",
+        "{first}"
+    );
+    let second = crate::helpers::ws_next_json(&mut sub).await;
+    let e = &second["payload"]["data"]["printerEvent"];
+    assert_eq!(e["type"], "FAILURE_ALERTED");
+    assert_eq!(e["class"], "ERROR");
+    assert!(e["text"].as_str().unwrap().contains("was paused"), "{e}");
+}
