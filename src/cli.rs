@@ -36,6 +36,9 @@ pub enum Command {
     Simulate(crate::simulate::SimulateArgs),
     /// Start a demo: a server on a fresh database with printers printing.
     Demo(crate::demo::DemoArgs),
+    /// Run a simulated ML service (for demos and tests: it "sees" only
+    /// what `simulate`'s cameras show).
+    MlSim(crate::mlsim::MlSimArgs),
 }
 
 /// Arguments of `printgate token`.
@@ -73,6 +76,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             println!("{}", keys.mint(&args.sub, args.email.as_deref(), args.ttl)?);
         }
         Command::Demo(args) => crate::demo::run(config.bind, args).await?,
+        Command::MlSim(args) => crate::mlsim::run(args).await?,
         Command::Simulate(args) => {
             let counters = crate::simulate::run(args).await?;
             tracing::info!(?counters, "simulation finished");

@@ -62,6 +62,28 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
             dev_secret_path: dir.join("secret"),
         },
     };
+    // A simulated ML service in process, so detection runs with no setup.
+    let (ml_listener, ml_router) = crate::mlsim::bind(&crate::mlsim::MlSimArgs {
+        bind: "127.0.0.1:0".into(),
+        token: None,
+    })
+    .await?;
+    let ml_url = format!("http://{}", ml_listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(ml_listener, ml_router).await });
+    let mut config = config;
+    config.detection = Some(crate::detection::DetectionConfig {
+        ml_api_url: ml_url,
+        ml_api_token: None,
+        ml_timeout: Duration::from_secs(5),
+        image_base: String::new(),
+        // Every frame is judged, so the failure shows within a minute.
+        settings: crate::service::detection::DetectionSettings {
+            min_interval: Duration::ZERO,
+            alert_cooldown: Duration::from_secs(90),
+        },
+        queue: 64,
+        concurrency: 2,
+    });
     let app = Application::build(config).await?;
     let addr = app.local_addr()?;
     let service = app.state().gateway.service().clone();
@@ -99,6 +121,10 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
     println!("  GraphiQL, signed in as the demo user:");
     println!("    {base}/graphql#token={token}");
     println!();
+    println!("  Within a minute the first printer fails: printgate's failure detector");
+    println!("  (against a simulated ML service) alerts and pauses it. Watch it with");
+    println!("    subscription {{ printerEvent {{ type class title text }} }}");
+    println!();
     println!("  The REST paths:");
     println!("    curl -H \"Authorization: Bearer {token}\" {base}/api/v1/printers/");
     println!();
@@ -120,6 +146,11 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
         garbage: false,
         reconnect_storm: false,
         report: false,
+        // The first printer's print fails a third of the way: the ML
+        // simulator sees it, printgate alerts and pauses it.
+        fail_after: Some(33.0),
+        failing: 1,
+        snapshot_every: 1,
     };
     let agents = tokio::spawn(simulate::run(sim));
     let served = server.await;

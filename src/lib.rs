@@ -20,6 +20,7 @@ pub mod gateway;
 pub mod graphql;
 pub mod janitor;
 pub mod metrics;
+pub mod mlsim;
 pub mod ratelimit;
 pub mod responses;
 pub mod rest;

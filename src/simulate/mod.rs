@@ -22,6 +22,8 @@ mod report;
 
 /// A picture to post as the webcam snapshot.
 const SNAPSHOT: &[u8] = include_bytes!("snapshot.png");
+/// The healthy snapshot, for tests of what reads it.
+pub const SNAPSHOT_PNG: &[u8] = SNAPSHOT;
 
 /// Arguments of `printgate simulate`.
 #[derive(Debug, Clone, Args)]
@@ -64,6 +66,18 @@ pub struct SimulateArgs {
     /// print a JSON report at the end (needs `--duration`).
     #[arg(long)]
     pub report: bool,
+    /// Make a print fail part-way: once it is this many percent done, the
+    /// failing printers' cameras show a failure (the snapshots they post
+    /// say so, for `printgate ml-sim`). Failing printers print at 1% a
+    /// status, so the failure shows before the print ends.
+    #[arg(long)]
+    pub fail_after: Option<f64>,
+    /// How many printers (the first ones) fail with `--fail-after`.
+    #[arg(long, default_value_t = 1)]
+    pub failing: usize,
+    /// Post a snapshot every this many statuses while printing.
+    #[arg(long, default_value_t = 5)]
+    pub snapshot_every: u64,
 }
 
 /// What a run did, for scripts and benchmarks.
@@ -121,6 +135,8 @@ struct Printer {
     ending: bool,
     /// ...and the next one reports `-1`, as the real agent does.
     ended: bool,
+    /// The completion at which this printer's prints fail, if they do.
+    fails_at: Option<f64>,
 }
 
 fn unix_now() -> i64 {
@@ -143,6 +159,7 @@ impl Printer {
             event: None,
             ending: false,
             ended: false,
+            fails_at: None,
         };
         if n % 2 == 1 {
             p.phase = Phase::Printing;
@@ -182,6 +199,7 @@ impl Printer {
             Phase::PausedAtPrinter(k) => self.phase = Phase::PausedAtPrinter(k - 1),
             Phase::Printing => {
                 let before = self.completion;
+                let speed = if self.fails_at.is_some() { 1.0 } else { speed };
                 self.completion = (self.completion + speed).min(100.0);
                 // Every third printer stops half-way for a filament swap, as
                 // a farm's printers do, so pausing is seen without a command.
@@ -236,6 +254,11 @@ impl Printer {
             }
             _ => {}
         }
+    }
+
+    /// Whether the camera shows a failed print (spaghetti) now.
+    fn camera_shows_failure(&self) -> bool {
+        self.printing() && self.fails_at.is_some_and(|f| self.completion >= f)
     }
 
     fn printing(&self) -> bool {
@@ -443,6 +466,9 @@ async fn agent(
         wait = (wait * 2).min(Duration::from_secs(30));
     }
     let mut printer = Printer::new(n);
+    if n < args.failing {
+        printer.fails_at = args.fail_after;
+    }
     let mut settings_sent = false;
     loop {
         let ended = session(
@@ -514,8 +540,11 @@ async fn session(
                 if args.garbage && printer.seq.is_multiple_of(5) {
                     let _ = sink.send(Message::Text("{garbage".into())).await;
                 }
-                if !args.no_snapshots && printer.printing() && printer.seq.is_multiple_of(5) {
-                    post_snapshot(http, url, token, counters).await;
+                if !args.no_snapshots
+                    && printer.printing()
+                    && printer.seq.is_multiple_of(args.snapshot_every.max(1))
+                {
+                    post_snapshot(http, url, token, counters, printer.camera_shows_failure()).await;
                 }
                 if args.reconnect_storm && frames_this_session >= 3 {
                     let _ = sink.close().await;
@@ -542,8 +571,52 @@ async fn session(
     }
 }
 
-async fn post_snapshot(http: &reqwest::Client, url: &str, token: &str, counters: &Counters) {
-    let part = reqwest::multipart::Part::bytes(SNAPSHOT.to_vec()).file_name("snapshot.png");
+/// What `printgate ml-sim` looks for in a snapshot: a PNG text chunk the
+/// simulated camera writes when it shows a failed print.
+pub const FAILURE_MARK: &[u8] = b"printgate-sim\0failure";
+
+/// The snapshot of a failing print: the same picture with the failure
+/// mark in a `tEXt` chunk after the header (still a valid PNG).
+pub fn failing_snapshot() -> Vec<u8> {
+    // Signature (8) + IHDR (4 length + 4 type + 13 data + 4 CRC).
+    let at = 33.min(SNAPSHOT.len());
+    let mut chunk = Vec::with_capacity(FAILURE_MARK.len() + 12);
+    chunk.extend_from_slice(&u32::try_from(FAILURE_MARK.len()).unwrap_or(0).to_be_bytes());
+    let typed: Vec<u8> = [b"tEXt".as_slice(), FAILURE_MARK].concat();
+    chunk.extend_from_slice(&typed);
+    chunk.extend_from_slice(&crc32(&typed).to_be_bytes());
+    [&SNAPSHOT[..at], &chunk, &SNAPSHOT[at..]].concat()
+}
+
+/// CRC-32 (IEEE), as PNG chunks carry it.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+async fn post_snapshot(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    counters: &Counters,
+    failing: bool,
+) {
+    let bytes = if failing {
+        failing_snapshot()
+    } else {
+        SNAPSHOT.to_vec()
+    };
+    let part = reqwest::multipart::Part::bytes(bytes).file_name("snapshot.png");
     let form = reqwest::multipart::Form::new()
         .part("pic", part)
         .text("is_primary_camera", "true");
@@ -607,5 +680,37 @@ mod tests {
         assert_eq!(p.phase, Phase::Printing);
         p.command("cancel");
         assert!(matches!(p.phase, Phase::Idle(_)));
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+
+    #[test]
+    fn the_failing_snapshot_is_a_png_with_the_mark() {
+        let f = failing_snapshot();
+        assert!(f.starts_with(b"\x89PNG\r\n\x1a\n"));
+        assert!(f.windows(FAILURE_MARK.len()).any(|w| w == FAILURE_MARK));
+        assert!(
+            !SNAPSHOT
+                .windows(FAILURE_MARK.len())
+                .any(|w| w == FAILURE_MARK)
+        );
+        assert_eq!(crc32(b"IEND"), 0xAE42_6082, "PNG's own IEND CRC");
+    }
+
+    #[test]
+    fn a_failing_printer_shows_its_failure_once_past_the_mark() {
+        let mut p = Printer::new(0);
+        p.fails_at = Some(5.0);
+        for _ in 0..30 {
+            p.tick(3.0);
+            if p.camera_shows_failure() {
+                assert!(p.completion >= 5.0);
+                return;
+            }
+        }
+        panic!("the failure never showed");
     }
 }

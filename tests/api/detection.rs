@@ -714,3 +714,146 @@ async fn a_printer_event_subscriber_hears_the_failure_alerts() {
     assert_eq!(e["class"], "ERROR");
     assert!(e["text"].as_str().unwrap().contains("was paused"), "{e}");
 }
+
+#[tokio::test]
+async fn ml_sim_speaks_the_ml_service_contract() {
+    let (listener, router) = printgate::mlsim::bind(&printgate::mlsim::MlSimArgs {
+        bind: "127.0.0.1:0".into(),
+        token: Some("t0k".into()),
+    })
+    .await
+    .unwrap();
+    let ml = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    // Two images to judge, served like printgate's snapshot links.
+    let images = axum::Router::new()
+        .route(
+            "/ok.png",
+            axum::routing::get(|| async { printgate::simulate::SNAPSHOT_PNG.to_vec() }),
+        )
+        .route(
+            "/failing.png",
+            axum::routing::get(|| async { printgate::simulate::failing_snapshot() }),
+        );
+    let img_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let img = format!("http://{}", img_listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(img_listener, images).await });
+    let c = reqwest::Client::new();
+    let ask = |path: String, token: Option<&'static str>| {
+        let mut r = c.get(format!("{ml}{path}"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(
+        ask(format!("/p/?img={img}/ok.png"), None)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(ask("/p/".into(), Some("t0k")).await.unwrap().status(), 422);
+    let bad = ask(format!("/p/?img={img}/missing.png"), Some("t0k"))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let ok: Value = ask(format!("/p/?img={img}/ok.png"), Some("t0k"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ok, json!({"detections": []}));
+    let failing: Value = ask(format!("/p/?img={img}/failing.png"), Some("t0k"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d = failing["detections"].as_array().unwrap();
+    assert!(
+        !d.is_empty()
+            && d.iter().all(|x| x[0] == "failure"
+                && x[1].as_f64().unwrap() > 0.5
+                && x[2].as_array().unwrap().len() == 4)
+    );
+    assert_eq!(
+        ask("/hc/".into(), None)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+}
+
+#[tokio::test]
+async fn the_demo_shows_a_failure_alerted_and_paused_within_a_minute() {
+    use std::io::BufRead;
+    // The demo runs on its own SQLite file: once per CI run is enough.
+    if std::env::var(crate::helpers::PG_ENV).is_ok_and(|u| !u.is_empty()) {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_printgate"))
+        .args(["demo", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Read everything the demo prints (a closed pipe would end it).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.trim().starts_with("eyJ") {
+                let _ = tx.send(line.trim().to_owned());
+            }
+        }
+    });
+    let token = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the demo prints a token");
+    let base = format!("http://127.0.0.1:{port}");
+    let c = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let mut outcome = Value::Null;
+    while started.elapsed() < Duration::from_secs(90) {
+        let b: Value = c
+            .post(format!("{base}/graphql"))
+            .bearer_auth(&token)
+            .json(&json!({"query": "{ printers { status { state { text } } currentPrint { pausedAt } events(types: [\"FAILURE_ALERTED\"]) { edges { node { class } } } } }"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let first = b["data"]["printers"][0].clone();
+        let paused = first["status"]["state"]["text"] == "Paused"
+            && first["currentPrint"]["pausedAt"].is_string();
+        let alerted = first["events"]["edges"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["node"]["class"] == "ERROR"));
+        if paused && alerted {
+            outcome = first;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !outcome.is_null(),
+        "the demo's failing printer was not alerted and paused in 90 s"
+    );
+}
