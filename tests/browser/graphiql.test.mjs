@@ -117,3 +117,35 @@ test('a subscription in GraphiQL shows a simulated printer progressing', async (
   assert.deepEqual(blocked, []);
   await context.close();
 });
+
+test('GraphiQL shows the demo printer failing: alerted, then paused by printgate', async () => {
+  const { context, page, blocked } = await isolatedPage();
+  const query = 'subscription Failures { printerEvent(types: ["FAILURE_ALERTED"]) { type class title text printerId } }';
+  await page.goto(`${pageUrl}&query=${encodeURIComponent(query)}`);
+  await page.locator('.graphiql-container').waitFor({ timeout: 30000 });
+  await run(page);
+  // The alert (a warning) comes first, then the pause (an error).
+  await page.waitForFunction(
+    () => /"class": "ERROR"/.test(document.querySelector('.graphiql-response .CodeMirror')?.innerText || ''),
+    null,
+    { timeout: 90000 },
+  );
+  const text = await resultText(page);
+  assert.match(text, /"type": "FAILURE_ALERTED"/);
+  assert.match(text, /was paused/);
+  const token = new URL(pageUrl).hash.replace('#token=', '');
+  const printerId = text.match(/"printerId": "(\d+)"/)[1];
+  let state = '';
+  for (let i = 0; i < 40 && state !== 'Paused'; i++) {
+    const r = await fetch(`${base}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query: 'query($id: ID!) { printer(id: $id) { status { state { text } } } }', variables: { id: printerId } }),
+    });
+    state = (await r.json()).data.printer.status?.state?.text || '';
+    if (state !== 'Paused') await new Promise((res) => setTimeout(res, 250));
+  }
+  assert.equal(state, 'Paused', 'the printer obeyed the automatic pause');
+  assert.deepEqual(blocked, []);
+  await context.close();
+});

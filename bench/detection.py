@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Failure detection throughput: frames judged per second by one instance
+with a simulated ML service answering at once (`printgate ml-sim`, which
+still fetches every image as Obico's does), and the latency an agent's
+snapshot upload sees with detection on and off (it should not change:
+judging is off the request path).
+
+    python3 bench/detection.py [BINARY]
+
+BINARY defaults to target/release/printgate. 50 printers print (driven by
+`printgate simulate`, statuses only); 16 threads post snapshots for them
+as fast as they are answered, for 15 s, once with detection on (no
+minimum interval) and once with it off. Prints one JSON object.
+"""
+import json, os, random, re, subprocess, sys, tempfile, threading, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/release/printgate")
+SECRET = "detection-bench-secret-0123456789abcdef"
+PRINTERS, THREADS, SECONDS = 50, 16, 15
+PNG = open(os.path.join(ROOT, "src/simulate/snapshot.png"), "rb").read()
+
+
+def start(args, env):
+    e = dict(os.environ, PRINTGATE_JWT_SECRET=SECRET, RUST_LOG="error", PRINTGATE_RATE_LIMIT="0",
+             PRINTGATE_METRICS_TOKEN="m")
+    e.update(env)
+    return subprocess.Popen([BIN] + args, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait(url):
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return
+        except Exception:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not start")
+
+
+def gql(url, token, query, variables=None):
+    req = urllib.request.Request(url + "/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    return json.load(urllib.request.urlopen(req))
+
+
+def post_pic(url, auth):
+    boundary = "b%016x" % random.getrandbits(64)
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"pic\"; filename=\"s.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + PNG + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(url + "/api/v1/octo/pic/", data=body, headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Token {auth}"})
+    t = time.perf_counter()
+    urllib.request.urlopen(req).read()
+    return (time.perf_counter() - t) * 1000
+
+
+def metric(url, series):
+    req = urllib.request.Request(url + "/metrics", headers={"Authorization": "Bearer m"})
+    text = urllib.request.urlopen(req).read().decode()
+    m = re.search(re.escape(series) + r" (\S+)", text)
+    return float(m.group(1)) if m else 0.0
+
+
+def run(detection):
+    d = tempfile.mkdtemp()
+    port = 18300 + (1 if detection else 0)
+    url = f"http://127.0.0.1:{port}"
+    env = {"PRINTGATE_BIND": f"127.0.0.1:{port}", "PRINTGATE_DATABASE_URL": f"sqlite://{d}/b.db?mode=rwc"}
+    procs = []
+    if detection:
+        procs.append(start(["ml-sim", "--ml-bind", "127.0.0.1:18333"], {}))
+        wait("http://127.0.0.1:18333/hc/")
+        env.update(PRINTGATE_ML_API_URL="http://127.0.0.1:18333", PRINTGATE_MIN_DETECTION_INTERVAL="0s",
+                   PRINTGATE_DETECTION_CONCURRENCY="8", PRINTGATE_DETECTION_QUEUE="1024")
+    server = start(["serve"], env)
+    procs.append(server)
+    try:
+        wait(url + "/healthz")
+        token = subprocess.run([BIN, "token", "--sub", "bench"], env=dict(os.environ, PRINTGATE_JWT_SECRET=SECRET),
+                               capture_output=True, text=True, check=True).stdout.strip()
+        auths = []
+        for n in range(PRINTERS):
+            r = gql(url, token, "mutation($n: String!) { createPrinter(input: {name: $n}) { authToken } }", {"n": f"p{n}"})
+            auths.append(r["data"]["createPrinter"]["authToken"])
+        sim = start(["simulate", "--url", url, "--interval", "1s", "--speed", "0.01", "--no-snapshots"]
+                    + sum([["--token", a] for a in auths], []), {})
+        procs.append(sim)
+        # Every printer printing (the even ones start after a few ticks).
+        for _ in range(100):
+            r = gql(url, token, "{ printers { status { state { flags { printing } } } } }")
+            if all(p["status"] and p["status"]["state"]["flags"]["printing"] for p in r["data"]["printers"]):
+                break
+            time.sleep(0.2)
+        judged0 = metric(url, 'printgate_detection_frames_total{outcome="judged"}')
+        lat, stop = [], time.time() + SECONDS
+
+        def poster(i):
+            while time.time() < stop:
+                lat.append(post_pic(url, auths[(i + len(lat)) % PRINTERS]))
+
+        threads = [threading.Thread(target=poster, args=(i,)) for i in range(THREADS)]
+        t0 = time.time()
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        elapsed = time.time() - t0
+        time.sleep(1)
+        judged = metric(url, 'printgate_detection_frames_total{outcome="judged"}') - judged0
+        lat.sort()
+        return {"uploads": len(lat), "uploads_per_s": round(len(lat) / elapsed, 1),
+                "upload_ms_p50": round(lat[len(lat) // 2], 2), "upload_ms_p99": round(lat[int(len(lat) * 0.99)], 2),
+                "frames_judged_per_s": round(judged / elapsed, 1) if detection else None,
+                "ml_errors": metric(url, "printgate_ml_errors_total") if detection else None}
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+if __name__ == "__main__":
+    print(json.dumps({"detection_off": run(False), "detection_on": run(True)}, indent=1))
