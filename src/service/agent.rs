@@ -7,7 +7,7 @@ use entity::{g_code_file, print, printer, printer_event, snapshot};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde_json::Value;
 
@@ -390,6 +390,9 @@ impl Service {
             data: Set(data),
             taken_at: Set(taken_at),
         };
+        // One transaction: the picture and the printer's `pic_at` agree,
+        // and the write lock is taken once.
+        let txn = self.db().begin().await?;
         snapshot::Entity::insert(row)
             .on_conflict(
                 OnConflict::column(snapshot::Column::PrinterId)
@@ -400,13 +403,14 @@ impl Service {
                     ])
                     .to_owned(),
             )
-            .exec(self.db())
+            .exec(&txn)
             .await?;
         printer::Entity::update_many()
             .col_expr(printer::Column::PicAt, Expr::value(taken_at))
             .filter(printer::Column::Id.eq(printer_id))
-            .exec(self.db())
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         self.publish(&p, EventKind::AgentStatus);
         Ok(())
     }
