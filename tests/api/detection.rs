@@ -32,6 +32,8 @@ struct Fake {
     seen: Mutex<Vec<Seen>>,
     /// Answer garbage instead.
     garbage: Mutex<bool>,
+    /// Answer only after this long.
+    delay: Mutex<Option<Duration>>,
 }
 
 async fn predict(
@@ -54,6 +56,10 @@ async fn predict(
             .map(str::to_owned),
         image_loaded,
     });
+    let delay = *fake.delay.lock().unwrap();
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     if *fake.garbage.lock().unwrap() {
         return "<html>oops</html>".into_response();
     }
@@ -856,4 +862,68 @@ async fn the_demo_shows_a_failure_alerted_and_paused_within_a_minute() {
         !outcome.is_null(),
         "the demo's failing printer was not alerted and paused in 90 s"
     );
+}
+
+#[tokio::test]
+async fn a_slow_ml_service_times_out_and_changes_nothing() {
+    let (fake, ml) = fake_ml().await;
+    *fake.delay.lock().unwrap() = Some(Duration::from_secs(4));
+    let app = app_with_detection(&ml, |_| {}).await; // a 2 s ML timeout
+    let token = app.token("alice");
+    let p = printing(&app, &token, "PAUSE").await;
+    fake.script.lock().unwrap().push_back(5.0);
+    let started = std::time::Instant::now();
+    upload(&app, &p.auth, &[]).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the upload did not wait for the ML service"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let v = wait_for(
+        &app,
+        &token,
+        &p.id,
+        "normalizedP currentPrint { predictions { p } }",
+        |_| true,
+    )
+    .await;
+    assert_eq!(v["normalizedP"], 0.0);
+    assert_eq!(
+        v["currentPrint"]["predictions"],
+        json!([]),
+        "no frame was judged"
+    );
+    let ready: Value = app
+        .client
+        .get(format!("{}/readyz", app.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["status"], "ready",
+        "the ML service never makes the server unready"
+    );
+    assert!(ready["detection"]["ml"].is_string(), "{ready}");
+}
+
+#[tokio::test]
+async fn without_a_current_print_no_frame_is_judged() {
+    let (fake, ml) = fake_ml().await;
+    let app = app_with_detection(&ml, |_| {}).await;
+    let token = app.token("alice");
+    let mut p = printing(&app, &token, "PAUSE").await;
+    // The print ends; the printer still says it is printing.
+    p.ws.send(Message::Text(json!({"current_print_ts": -1, "status": {"_ts": 2e9, "state": {"flags": {"printing": true}}}}).to_string().into()))
+        .await
+        .unwrap();
+    wait_for(&app, &token, &p.id, "currentPrint { id }", |v| {
+        v["currentPrint"].is_null()
+    })
+    .await;
+    upload(&app, &p.auth, &[]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.seen.lock().unwrap().len(), 0);
 }
