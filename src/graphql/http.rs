@@ -182,16 +182,11 @@ pub async fn get(
         Some(axum::Extension(i)) => i,
         None => state.identify(&axum::http::Extensions::new(), &headers),
     };
-    let trusted = matches!(identity, Identity::Verified(_))
-        || registration == Resolved::Nothing && request.extensions.contains_key("persistedQuery");
-    let operation =
-        crate::metrics::metrics().operation_label(operation_name(&request).as_deref(), trusted);
-    let query = request.query.clone();
-    let resp = state
-        .gateway
-        .execute_batch(identity, BatchRequest::Single(request))
-        .await;
-    register_if_ran(&state, vec![(registration, query)], &resp);
+    let registrations = vec![(registration, request.query.clone())];
+    let batch = BatchRequest::Single(request);
+    let operation = operation_label(&batch, &identity, &registrations);
+    let resp = state.gateway.execute_batch(identity, batch).await;
+    register_if_ran(&state, registrations, &resp);
     with_operation(render(resp, &headers), operation)
 }
 
