@@ -215,7 +215,11 @@ impl RestApi {
             crate::auth::Identity::Verified(c) if cacheable => Some(cache::Key {
                 sub: c.sub.as_str().into(),
                 route: index,
-                id: id.clone(),
+                // `/printers/007/` is `/printers/7/`: one entry.
+                id: id.as_deref().map(|i| {
+                    i.parse::<i64>()
+                        .map_or_else(|_| i.to_owned(), |n| n.to_string())
+                }),
                 params,
             }),
             _ => None,
