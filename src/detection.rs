@@ -156,8 +156,9 @@ impl Detector {
     /// Offers a printer's new snapshot for judging. Whether it is to be
     /// judged (§2) is decided now, as the upload saw the printer (a few
     /// reads); the ML call is queued and never waited for.
-    pub async fn offer(&self, printer_id: i32, viewing_boost: bool) {
+    pub async fn offer(&self, printer: entity::printer::Model, viewing_boost: bool) {
         let d = &metrics().detection;
+        let printer_id = printer.id;
         if self
             .pending
             .lock()
@@ -167,7 +168,7 @@ impl Detector {
         }
         let ticket = match self
             .service
-            .frame_to_judge(printer_id, viewing_boost, self.settings)
+            .frame_to_judge(printer, viewing_boost, self.settings)
             .await
         {
             Ok(Ok(t)) => t,

@@ -235,12 +235,12 @@ pub async fn pic(State(state): State<AppState>, req: Request) -> Response {
         .store_snapshot(p.id, content_type, data.to_vec())
         .await
     {
-        Ok(()) => {
+        Ok(printer) => {
             // Judged off the request path: the upload waits for the §2
             // checks only, never for the ML service.
             if let Some(detector) = &state.detector {
                 detector
-                    .offer(p.id, truthy(form.fields.get("viewing_boost"), false))
+                    .offer(printer, truthy(form.fields.get("viewing_boost"), false))
                     .await;
             }
             Json(json!({"result": "ok"})).into_response()

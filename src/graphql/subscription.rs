@@ -22,15 +22,51 @@ use crate::service::{Service, Viewer};
 #[derive(Default)]
 pub struct Subscription;
 
-struct Watch {
+/// What a subscription listens to: the bus, as the viewer, for one of
+/// their printers or all of them. Counted in `/metrics` while it lives.
+struct Target {
     rx: tokio::sync::broadcast::Receiver<Event>,
     service: Service,
     viewer: Viewer,
     only: Option<i32>,
-    pending: VecDeque<Printer>,
 }
 
-impl Drop for Watch {
+impl Target {
+    /// The viewer's target: printer `id` (NOT_FOUND unless it is theirs),
+    /// or all their printers.
+    async fn of(ctx: &Context<'_>, id: Option<ID>) -> Result<Self> {
+        let rc = request(ctx)?;
+        let viewer = rc.viewer().await?.clone();
+        let service = rc.service().clone();
+        let only = match id {
+            None => None,
+            Some(id) => {
+                let n = row_id(&id).ok_or(AppError::NotFound)?;
+                service
+                    .printer(&viewer, n)
+                    .await?
+                    .ok_or(AppError::NotFound)?;
+                Some(n)
+            }
+        };
+        crate::metrics::metrics()
+            .subscriptions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Self {
+            rx: service.events().subscribe(),
+            service,
+            viewer,
+            only,
+        })
+    }
+
+    /// Whether an event is of the viewer's watched printer(s).
+    fn covers(&self, e: &Event) -> bool {
+        e.user_id == self.viewer.id() && self.only.is_none_or(|id| id == e.printer_id)
+    }
+}
+
+impl Drop for Target {
     fn drop(&mut self) {
         crate::metrics::metrics()
             .subscriptions
@@ -38,13 +74,16 @@ impl Drop for Watch {
     }
 }
 
+struct Watch {
+    t: Target,
+    pending: VecDeque<Printer>,
+}
+
 impl Watch {
     fn concerns(&self, e: &Event) -> bool {
         // A log record changes nothing a printer shows; what went with it
         // was published on its own.
-        !matches!(e.kind, EventKind::Logged { .. })
-            && e.user_id == self.viewer.id()
-            && self.only.is_none_or(|id| id == e.printer_id)
+        !matches!(e.kind, EventKind::Logged { .. }) && self.t.covers(e)
     }
 
     /// The next printer to send, waiting for events as needed.
@@ -53,9 +92,9 @@ impl Watch {
             if let Some(p) = self.pending.pop_front() {
                 return Some(p);
             }
-            match self.rx.recv().await {
+            match self.t.rx.recv().await {
                 Ok(e) if self.concerns(&e) => {
-                    match self.service.printer_after(&self.viewer, &e).await {
+                    match self.t.service.printer_after(&self.t.viewer, &e).await {
                         Ok(Some(p)) => return Some(Printer(p)),
                         Ok(None) => {}
                         Err(e) => e.log(),
@@ -64,10 +103,10 @@ impl Watch {
                 Ok(_) => {}
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "slow subscriber; sending current state instead");
-                    match self.service.printers(&self.viewer, true).await {
+                    match self.t.service.printers(&self.t.viewer, true).await {
                         Ok(ps) => self.pending.extend(
                             ps.into_iter()
-                                .filter(|p| self.only.is_none_or(|id| id == p.id))
+                                .filter(|p| self.t.only.is_none_or(|id| id == p.id))
                                 .map(Printer),
                         ),
                         Err(e) => e.log(),
@@ -81,25 +120,14 @@ impl Watch {
 
 /// A subscriber to a printer's event log.
 struct LogWatch {
-    rx: tokio::sync::broadcast::Receiver<Event>,
-    service: Service,
-    viewer: Viewer,
-    only: Option<i32>,
+    t: Target,
     types: Option<Vec<String>>,
-}
-
-impl Drop for LogWatch {
-    fn drop(&mut self) {
-        crate::metrics::metrics()
-            .subscriptions
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 impl LogWatch {
     async fn next(&mut self) -> Option<PrinterEvent> {
         loop {
-            let e = match self.rx.recv().await {
+            let e = match self.t.rx.recv().await {
                 Ok(e) => e,
                 // A slow subscriber misses records; it hears the next ones
                 // (the log itself keeps them: `Printer.events`).
@@ -112,12 +140,13 @@ impl LogWatch {
             let EventKind::Logged { record } = e.kind else {
                 continue;
             };
-            if e.user_id != self.viewer.id() || self.only.is_some_and(|id| id != e.printer_id) {
+            if !self.t.covers(&e) {
                 continue;
             }
             match self
+                .t
                 .service
-                .printer_event_record(&self.viewer, record)
+                .printer_event_record(&self.t.viewer, record)
                 .await
             {
                 Ok(Some(r))
@@ -145,28 +174,8 @@ impl Subscription {
         printer_id: Option<ID>,
         types: Option<Vec<String>>,
     ) -> Result<impl Stream<Item = PrinterEvent> + use<>> {
-        let rc = request(ctx)?;
-        let viewer = rc.viewer().await?.clone();
-        let service = rc.service().clone();
-        let only = match printer_id {
-            None => None,
-            Some(id) => {
-                let n = row_id(&id).ok_or(AppError::NotFound)?;
-                service
-                    .printer(&viewer, n)
-                    .await?
-                    .ok_or(AppError::NotFound)?;
-                Some(n)
-            }
-        };
-        crate::metrics::metrics()
-            .subscriptions
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let watch = LogWatch {
-            rx: service.events().subscribe(),
-            service,
-            viewer,
-            only,
+            t: Target::of(ctx, printer_id).await?,
             types,
         };
         Ok(futures_util::stream::unfold(watch, |mut w| async move {
@@ -181,28 +190,8 @@ impl Subscription {
         ctx: &Context<'_>,
         id: Option<ID>,
     ) -> Result<impl Stream<Item = Printer> + use<>> {
-        let rc = request(ctx)?;
-        let viewer = rc.viewer().await?.clone();
-        let service = rc.service().clone();
-        let only = match id {
-            None => None,
-            Some(id) => {
-                let n = row_id(&id).ok_or(AppError::NotFound)?;
-                service
-                    .printer(&viewer, n)
-                    .await?
-                    .ok_or(AppError::NotFound)?;
-                Some(n)
-            }
-        };
-        crate::metrics::metrics()
-            .subscriptions
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let watch = Watch {
-            rx: service.events().subscribe(),
-            service,
-            viewer,
-            only,
+            t: Target::of(ctx, id).await?,
             pending: VecDeque::new(),
         };
         Ok(futures_util::stream::unfold(watch, |mut w| async move {

@@ -376,12 +376,14 @@ impl Service {
     }
 
     /// Keeps the latest snapshot of a printer.
+    /// Returns the printer as it is with the new snapshot (what the failure
+    /// detector judges it by).
     pub async fn store_snapshot(
         &self,
         printer_id: i32,
         content_type: &str,
         data: Vec<u8>,
-    ) -> Result<(), AppError> {
+    ) -> Result<printer::Model, AppError> {
         let p = self.agent_owned(printer_id).await?;
         let taken_at = now();
         let row = snapshot::ActiveModel {
@@ -412,7 +414,10 @@ impl Service {
             .await?;
         txn.commit().await?;
         self.publish(&p, EventKind::AgentStatus);
-        Ok(())
+        Ok(printer::Model {
+            pic_at: Some(taken_at),
+            ..p
+        })
     }
 
     /// A printer's latest snapshot; the caller has checked the URL signature.

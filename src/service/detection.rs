@@ -137,15 +137,15 @@ fn within(at: Option<DateTime<Utc>>, window: Duration, now: DateTime<Utc>) -> bo
 }
 
 impl Service {
-    /// §2: whether the printer's latest snapshot is to be judged now, and
-    /// against what. Reads only.
+    /// §2: whether printer `p`'s latest snapshot (as `store_snapshot`
+    /// returned it) is to be judged now, and against what. Reads only.
     pub async fn frame_to_judge(
         &self,
-        printer_id: i32,
+        p: printer::Model,
         viewing_boost: bool,
         settings: DetectionSettings,
     ) -> Result<Result<Ticket, Skip>, AppError> {
-        let p = self.agent_owned(printer_id).await?;
+        let printer_id = p.id;
         let Some(print) = self.current_print(&p).await? else {
             return Ok(Err(Skip::NoPrint));
         };

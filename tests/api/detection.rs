@@ -86,23 +86,28 @@ async fn fake_ml() -> (Arc<Fake>, String) {
 
 /// An app with detection on, judging every frame (no minimum interval).
 async fn app_with_detection(ml: &str, adjust: impl FnOnce(&mut printgate::Config)) -> TestApp {
-    let ml = ml.to_owned();
+    let config = detection_config(ml, Some("ml-secret"));
     TestApp::spawn_with(None, move |c| {
-        c.detection = Some(printgate::detection::DetectionConfig {
-            ml_api_url: ml,
-            ml_api_token: Some("ml-secret".into()),
-            ml_timeout: Duration::from_secs(2),
-            image_base: String::new(),
-            settings: printgate::service::detection::DetectionSettings {
-                min_interval: Duration::ZERO,
-                alert_cooldown: Duration::from_secs(90),
-            },
-            queue: 16,
-            concurrency: 2,
-        });
+        c.detection = Some(config);
         adjust(c);
     })
     .await
+}
+
+/// Detection against `ml`, judging every frame, with a 2 s ML timeout.
+fn detection_config(ml: &str, token: Option<&str>) -> printgate::detection::DetectionConfig {
+    printgate::detection::DetectionConfig {
+        ml_api_url: ml.to_owned(),
+        ml_api_token: token.map(str::to_owned),
+        ml_timeout: Duration::from_secs(2),
+        image_base: String::new(),
+        settings: printgate::service::detection::DetectionSettings {
+            min_interval: Duration::ZERO,
+            alert_cooldown: Duration::from_secs(90),
+        },
+        queue: 16,
+        concurrency: 2,
+    }
 }
 
 struct Printer {
@@ -505,21 +510,8 @@ async fn the_state_lives_in_the_database_so_another_instance_judges_the_next_fra
     let dir = tempfile::tempdir().unwrap();
     let (url, _pg) = crate::helpers::fresh_database(dir.path()).await;
     let on = |url: String| {
-        let ml = ml.clone();
-        TestApp::spawn_with(Some(url), move |c| {
-            c.detection = Some(printgate::detection::DetectionConfig {
-                ml_api_url: ml,
-                ml_api_token: None,
-                ml_timeout: Duration::from_secs(2),
-                image_base: String::new(),
-                settings: printgate::service::detection::DetectionSettings {
-                    min_interval: Duration::ZERO,
-                    alert_cooldown: Duration::from_secs(90),
-                },
-                queue: 16,
-                concurrency: 2,
-            });
-        })
+        let config = detection_config(&ml, None);
+        TestApp::spawn_with(Some(url), move |c| c.detection = Some(config))
     };
     let a = on(url.clone()).await;
     let token = a.token("alice");
