@@ -1,10 +1,12 @@
 //! The failure detector's machinery, off the request path: the agent's
 //! snapshot upload offers the printer here: the service says whether the
-//! frame is to be judged (§2, a few reads, as the upload saw the printer)
+//! frame is to be judged (§2 steps 1 to 3, as the upload saw the printer:
+//! mostly from the printer row it already has, else two reads at once)
 //! and the upload answers; a bounded queue (a frame that finds it full,
 //! or its printer already queued, is skipped and counted, never queued
-//! without bound) feeds a few workers, which call the ML service and hand
-//! the detections back to the service (§3, §4).
+//! without bound) feeds a few workers, which check the minimum interval
+//! against the stored state (step 4), call the ML service and hand the
+//! detections back to the service (§3, §4).
 //!
 //! [`MlClient`] speaks Obico's `ml_api` contract (detection.md §1):
 //! `GET {url}/p/?img=<signed snapshot URL>`, `Authorization: Bearer
@@ -12,7 +14,7 @@
 //! down, slow or answers garbage changes nothing but the metrics and the
 //! log (and `/readyz`'s detail).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +23,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::metrics::metrics;
 use crate::service::Service;
-use crate::service::detection::{DetectionSettings, FrameJudge, Ticket};
+use crate::service::detection::{DetectionSettings, Frame, FrameJudge, Skip};
 use crate::service::prediction::Detection;
 use crate::urls::UrlSigner;
 
@@ -114,11 +116,48 @@ impl FrameJudge for MlClient {
     }
 }
 
+/// Most printers remembered as recently judged on this instance; past it,
+/// the ones whose minimum interval is over are forgotten.
+const RECENT_CAP: usize = 100_000;
+
+/// When this instance last queued a frame of each printer, to skip frames
+/// under the minimum interval without a read (the stored state is checked
+/// again before the ML call: another instance may have judged one since).
+#[derive(Debug, Default)]
+struct Recent {
+    at: HashMap<i32, Instant>,
+}
+
+impl Recent {
+    fn too_soon(&self, printer_id: i32, interval: Duration, now: Instant) -> bool {
+        self.at
+            .get(&printer_id)
+            .is_some_and(|t| now.duration_since(*t) < interval)
+    }
+
+    /// Remembers a queued frame; the map never holds more than
+    /// [`RECENT_CAP`] printers whose interval is still running.
+    fn queued(&mut self, printer_id: i32, interval: Duration, now: Instant) {
+        if interval.is_zero() {
+            return;
+        }
+        if self.at.len() >= RECENT_CAP {
+            self.at.retain(|_, t| now.duration_since(*t) < interval);
+            if self.at.len() >= RECENT_CAP {
+                // Every one still running: forgetting some only costs a read.
+                self.at.clear();
+            }
+        }
+        self.at.insert(printer_id, now);
+    }
+}
+
 /// The queue snapshot uploads offer their printers to.
 pub struct Detector {
-    tx: mpsc::Sender<Ticket>,
+    tx: mpsc::Sender<Frame>,
     /// Printers with a frame queued or being judged: one at a time each.
     pending: Arc<Mutex<HashSet<i32>>>,
+    recent: Mutex<Recent>,
     service: Service,
     settings: DetectionSettings,
 }
@@ -148,17 +187,20 @@ impl Detector {
         Arc::new(Self {
             tx,
             pending,
+            recent: Mutex::new(Recent::default()),
             service,
             settings: config.settings,
         })
     }
 
     /// Offers a printer's new snapshot for judging. Whether it is to be
-    /// judged (§2) is decided now, as the upload saw the printer (a few
-    /// reads); the ML call is queued and never waited for.
+    /// judged (§2) is decided now, as the upload saw the printer (most
+    /// skips from memory, else two reads at once); the ML call is queued
+    /// and never waited for.
     pub async fn offer(&self, printer: entity::printer::Model, viewing_boost: bool) {
         let d = &metrics().detection;
         let printer_id = printer.id;
+        let interval = self.settings.min_interval;
         if self
             .pending
             .lock()
@@ -166,12 +208,15 @@ impl Detector {
         {
             return d.skipped("already_queued");
         }
-        let ticket = match self
-            .service
-            .frame_to_judge(printer, viewing_boost, self.settings)
-            .await
+        if self
+            .recent
+            .lock()
+            .map_or(true, |r| r.too_soon(printer_id, interval, Instant::now()))
         {
-            Ok(Ok(t)) => t,
+            return d.skipped(Skip::TooSoon.as_str());
+        }
+        let frame = match self.service.frame_to_judge(printer, viewing_boost).await {
+            Ok(Ok(f)) => f,
             Ok(Err(skip)) => return d.skipped(skip.as_str()),
             Err(e) => return e.log(),
         };
@@ -181,9 +226,13 @@ impl Detector {
         if !pending.insert(printer_id) {
             return d.skipped("already_queued");
         }
-        if self.tx.try_send(ticket).is_err() {
+        if self.tx.try_send(frame).is_err() {
             pending.remove(&printer_id);
-            d.skipped("queue_full");
+            return d.skipped("queue_full");
+        }
+        drop(pending);
+        if let Ok(mut r) = self.recent.lock() {
+            r.queued(printer_id, interval, Instant::now());
         }
     }
 }
@@ -198,21 +247,21 @@ struct Worker {
 }
 
 async fn work(
-    mut rx: mpsc::Receiver<Ticket>,
+    mut rx: mpsc::Receiver<Frame>,
     pending: Arc<Mutex<HashSet<i32>>>,
     worker: Worker,
     concurrency: usize,
 ) {
     let slots = Arc::new(Semaphore::new(concurrency));
-    while let Some(ticket) = rx.recv().await {
+    while let Some(frame) = rx.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
         let worker = worker.clone();
         let pending = pending.clone();
         tokio::spawn(async move {
-            let printer_id = ticket.printer.id;
-            worker.judge_one(ticket).await;
+            let printer_id = frame.printer.id;
+            worker.judge_one(frame).await;
             if let Ok(mut p) = pending.lock() {
                 p.remove(&printer_id);
             }
@@ -222,12 +271,20 @@ async fn work(
 }
 
 impl Worker {
-    async fn judge_one(&self, ticket: Ticket) {
+    async fn judge_one(&self, frame: Frame) {
         let d = &metrics().detection;
-        let printer_id = ticket.printer.id;
-        let url = self
-            .urls
-            .sign_on(&self.base, printer_id, ticket.taken_at, chrono::Utc::now());
+        let printer_id = frame.printer.id;
+        let ticket = match self.service.ticket(frame, self.settings).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(skip)) => return d.skipped(skip.as_str()),
+            Err(e) => return e.log(),
+        };
+        let url = self.urls.sign_on(
+            &self.base,
+            printer_id,
+            ticket.frame.taken_at,
+            chrono::Utc::now(),
+        );
         let started = Instant::now();
         let detections = self.judge.detect(&url).await;
         let seconds = started.elapsed().as_secs_f64();
@@ -237,6 +294,11 @@ impl Worker {
                 d
             }
             Err(why) => {
+                if let Ok(true) = self.service.snapshot_replaced(&ticket.frame).await {
+                    // The agent uploads faster than frames are judged.
+                    metrics().detection.ml_call(seconds, None);
+                    return d.skipped(Skip::Replaced.as_str());
+                }
                 tracing::warn!(printer_id, error = %crate::metrics::truncated(&why), "ML service call failed; frame not judged");
                 return metrics().detection.ml_call(seconds, Some(why));
             }
@@ -259,6 +321,34 @@ impl Worker {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn recent_frames_are_remembered_within_a_bound() {
+        let interval = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let mut r = Recent::default();
+        r.queued(1, interval, t0);
+        assert!(r.too_soon(1, interval, t0 + Duration::from_secs(9)));
+        assert!(!r.too_soon(1, interval, t0 + Duration::from_secs(10)));
+        assert!(!r.too_soon(2, interval, t0));
+        // No interval: nothing to remember.
+        r.queued(3, Duration::ZERO, t0);
+        assert!(!r.at.contains_key(&3));
+        // Full: the printers whose interval ran out are forgotten first.
+        for id in 0..RECENT_CAP as i32 {
+            r.queued(id, interval, t0);
+        }
+        assert_eq!(r.at.len(), RECENT_CAP);
+        let later = t0 + Duration::from_secs(11);
+        r.queued(-1, interval, later);
+        assert_eq!(r.at.len(), 1);
+        assert!(r.too_soon(-1, interval, later));
+        // Full of running intervals: still bounded.
+        for id in 0..RECENT_CAP as i32 {
+            r.queued(id, interval, later);
+        }
+        assert!(r.at.len() <= RECENT_CAP);
+    }
 
     #[test]
     fn the_ml_answer_is_read_as_obico_writes_it() {

@@ -384,17 +384,28 @@ impl Service {
         content_type: &str,
         data: Vec<u8>,
     ) -> Result<printer::Model, AppError> {
-        let p = self.agent_owned(printer_id).await?;
         let taken_at = now();
+        // One transaction: the picture and the printer's `pic_at` agree,
+        // and the write lock is taken once. The printer comes back from
+        // its own update (no read before it): a deleted or archived one
+        // matches nothing, and dropping the transaction writes nothing.
+        let txn = self.db().begin().await?;
+        let p = printer::Entity::update_many()
+            .col_expr(printer::Column::PicAt, Expr::value(taken_at))
+            .filter(printer::Column::Id.eq(printer_id))
+            .filter(printer::Column::DeletedAt.is_null())
+            .filter(printer::Column::ArchivedAt.is_null())
+            .exec_with_returning(&txn)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(AppError::NotFound)?;
         let row = snapshot::ActiveModel {
             printer_id: Set(printer_id),
             content_type: Set(content_type.to_owned()),
             data: Set(data),
             taken_at: Set(taken_at),
         };
-        // One transaction: the picture and the printer's `pic_at` agree,
-        // and the write lock is taken once.
-        let txn = self.db().begin().await?;
         snapshot::Entity::insert(row)
             .on_conflict(
                 OnConflict::column(snapshot::Column::PrinterId)
@@ -407,17 +418,9 @@ impl Service {
             )
             .exec(&txn)
             .await?;
-        printer::Entity::update_many()
-            .col_expr(printer::Column::PicAt, Expr::value(taken_at))
-            .filter(printer::Column::Id.eq(printer_id))
-            .exec(&txn)
-            .await?;
         txn.commit().await?;
         self.publish(&p, EventKind::AgentStatus);
-        Ok(printer::Model {
-            pic_at: Some(taken_at),
-            ..p
-        })
+        Ok(p)
     }
 
     /// A printer's latest snapshot; the caller has checked the URL signature.

@@ -57,6 +57,8 @@ pub enum Skip {
     TooSoon,
     /// Another instance judged a frame of this printer meanwhile.
     Raced,
+    /// A newer snapshot replaced the frame before the ML service fetched it.
+    Replaced,
 }
 
 impl Skip {
@@ -68,20 +70,28 @@ impl Skip {
             Self::NotPrinting => "not_printing",
             Self::TooSoon => "too_soon",
             Self::Raced => "raced",
+            Self::Replaced => "replaced",
         }
     }
 }
 
-/// A frame chosen for judging: what the result will be applied to.
+/// A frame §2 chose at its upload, as the upload saw the printer.
 #[derive(Debug, Clone)]
-pub struct Ticket {
+pub struct Frame {
     pub printer: printer::Model,
     pub print: print::Model,
+    /// When the snapshot to judge was taken (it names the image URL).
+    pub taken_at: DateTime<Utc>,
+}
+
+/// A frame about to be judged: its printer's prediction state as read
+/// just before the ML call (what the result will be folded into).
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub frame: Frame,
     pub state: State,
     /// The state row's version when read (none yet: `None`).
     version: Option<i64>,
-    /// When the snapshot to judge was taken (it names the image URL).
-    pub taken_at: DateTime<Utc>,
 }
 
 /// What a judged frame did.
@@ -137,26 +147,23 @@ fn within(at: Option<DateTime<Utc>>, window: Duration, now: DateTime<Utc>) -> bo
 }
 
 impl Service {
-    /// §2: whether printer `p`'s latest snapshot (as `store_snapshot`
-    /// returned it) is to be judged now, and against what. Reads only.
+    /// §2, steps 1 to 3: whether printer `p`'s latest snapshot (as
+    /// `store_snapshot` returned it) is to be judged. What the printer row
+    /// answers is checked first, so most skipped frames cost no read; the
+    /// reason counted is the first of those that holds (the outcome is the
+    /// spec's). Then the print and the owner, read together.
     pub async fn frame_to_judge(
         &self,
         p: printer::Model,
         viewing_boost: bool,
-        settings: DetectionSettings,
-    ) -> Result<Result<Ticket, Skip>, AppError> {
-        let printer_id = p.id;
-        let Some(print) = self.current_print(&p).await? else {
+    ) -> Result<Result<Frame, Skip>, AppError> {
+        let (Some(print_id), Some(taken_at)) = (p.current_print_id, p.pic_at) else {
             return Ok(Err(Skip::NoPrint));
         };
         if viewing_boost {
             return Ok(Err(Skip::ViewingBoost));
         }
-        let owner = entity::user::Entity::find_by_id(p.user_id)
-            .one(self.db())
-            .await?
-            .ok_or(AppError::NotFound)?;
-        if !rules::should_watch(&p, &owner, Some(&print)) {
+        if !p.watching_enabled {
             return Ok(Err(Skip::NotWatching));
         }
         let printing = p
@@ -168,7 +175,33 @@ impl Service {
         if !printing {
             return Ok(Err(Skip::NotPrinting));
         }
-        let row = printer_prediction::Entity::find_by_id(printer_id)
+        let (print, owner) = tokio::try_join!(
+            print::Entity::find_by_id(print_id).one(self.db()),
+            entity::user::Entity::find_by_id(p.user_id).one(self.db()),
+        )?;
+        let Some(print) = print else {
+            return Ok(Err(Skip::NoPrint));
+        };
+        let owner = owner.ok_or(AppError::NotFound)?;
+        if !rules::should_watch(&p, &owner, Some(&print)) {
+            return Ok(Err(Skip::NotWatching));
+        }
+        Ok(Ok(Frame {
+            printer: p,
+            print,
+            taken_at,
+        }))
+    }
+
+    /// §2, step 4, just before the ML call: the minimum interval since the
+    /// printer's state was last written (by any instance), and the state
+    /// the result will be folded into.
+    pub async fn ticket(
+        &self,
+        frame: Frame,
+        settings: DetectionSettings,
+    ) -> Result<Result<Ticket, Skip>, AppError> {
+        let row = printer_prediction::Entity::find_by_id(frame.printer.id)
             .one(self.db())
             .await?;
         if let Some(r) = &row
@@ -176,16 +209,25 @@ impl Service {
         {
             return Ok(Err(Skip::TooSoon));
         }
-        let Some(taken_at) = p.pic_at else {
-            return Ok(Err(Skip::NoPrint));
-        };
         Ok(Ok(Ticket {
             state: row.as_ref().map(state_of).unwrap_or_default(),
             version: row.as_ref().map(|r| r.version),
-            printer: p,
-            print,
-            taken_at,
+            frame,
         }))
+    }
+
+    /// Whether a newer upload replaced the snapshot `frame` names (its
+    /// signed link then finds nothing, and the ML service says so): a frame
+    /// skipped, not an ML service failing.
+    pub async fn snapshot_replaced(&self, frame: &Frame) -> Result<bool, AppError> {
+        let taken_at: Option<DateTime<Utc>> =
+            entity::snapshot::Entity::find_by_id(frame.printer.id)
+                .select_only()
+                .column(entity::snapshot::Column::TakenAt)
+                .into_tuple()
+                .one(self.db())
+                .await?;
+        Ok(taken_at.is_some_and(|t| t != frame.taken_at))
     }
 
     /// §3 and §4: folds the ML service's detections into the printer's
@@ -197,7 +239,7 @@ impl Service {
         detections: &[Detection],
         settings: DetectionSettings,
     ) -> Result<Result<Judged, Skip>, AppError> {
-        let p = &ticket.printer;
+        let p = &ticket.frame.printer;
         let (state, verdict) = ticket
             .state
             .judge(detections, p.detective_sensitivity, None);
@@ -229,7 +271,7 @@ impl Service {
             return Ok(Err(Skip::Raced));
         }
         let frame = print_prediction::ActiveModel {
-            print_id: Set(ticket.print.id),
+            print_id: Set(ticket.frame.print.id),
             p: Set(state.current_p),
             normalized_p: Set(state.normalized_p),
             detections: Set(detections_text(detections)),
@@ -251,7 +293,7 @@ impl Service {
             .await?;
         txn.commit().await?;
         if trim {
-            self.trim_frames(ticket.print.id).await?;
+            self.trim_frames(ticket.frame.print.id).await?;
         }
         let (alerted, paused) = self.decide(&ticket, verdict, settings).await?;
         self.publish(
@@ -283,7 +325,7 @@ impl Service {
         }
         let t = now();
         // Read again: an acknowledgement may have landed meanwhile.
-        let Some(print) = print::Entity::find_by_id(ticket.print.id)
+        let Some(print) = print::Entity::find_by_id(ticket.frame.print.id)
             .one(self.db())
             .await?
         else {
@@ -294,7 +336,7 @@ impl Service {
                 .alert_acknowledged_at
                 .is_none_or(|ack| print.alerted_at.is_some_and(|a| a > ack));
         let suppressed = within(print.alerted_at, settings.alert_cooldown, t) || unacknowledged;
-        let p = &ticket.printer;
+        let p = &ticket.frame.printer;
         let pause_wanted = verdict == Verdict::Pause
             && p.action_on_failure == rules::ActionOnFailure::Pause.as_str()
             && print.paused_at.is_none();

@@ -34,6 +34,9 @@ struct Fake {
     garbage: Mutex<bool>,
     /// Answer only after this long.
     delay: Mutex<Option<Duration>>,
+    /// Fetch the image only after this long, and answer an error (as
+    /// Obico's does) when it did not load.
+    fetch_after: Mutex<Option<Duration>>,
 }
 
 async fn predict(
@@ -44,6 +47,10 @@ async fn predict(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let img = q.get("img").cloned().unwrap_or_default();
+    let fetch_after = *fake.fetch_after.lock().unwrap();
+    if let Some(d) = fetch_after {
+        tokio::time::sleep(d).await;
+    }
     let image_loaded = match reqwest::get(&img).await {
         Ok(r) if r.status() == 200 => r.bytes().await.is_ok_and(|b| b.starts_with(&[0xFF, 0xD8])),
         _ => false,
@@ -62,6 +69,13 @@ async fn predict(
     }
     if *fake.garbage.lock().unwrap() {
         return "<html>oops</html>".into_response();
+    }
+    if fetch_after.is_some() && !image_loaded {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            axum::Json(json!({"message": "image could not be fetched"})),
+        )
+            .into_response();
     }
     let p = fake.script.lock().unwrap().pop_front().unwrap_or(0.0);
     let detections = if p > 0.0 {
@@ -918,4 +932,43 @@ async fn without_a_current_print_no_frame_is_judged() {
     upload(&app, &p.auth, &[]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fake.seen.lock().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_frame_replaced_before_the_ml_service_fetched_it_is_skipped_not_an_ml_error() {
+    let (fake, ml) = fake_ml().await;
+    *fake.fetch_after.lock().unwrap() = Some(Duration::from_millis(600));
+    let app = app_with_detection(&ml, |_| {}).await;
+    let token = app.token("alice");
+    let p = printing(&app, &token, "PAUSE").await;
+    let replaced = |m: &str| {
+        m.lines()
+            .find(|l| l.contains(r#"reason="replaced""#))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = replaced(&app.metrics().await);
+    upload(&app, &p.auth, &[]).await;
+    // A newer snapshot, while the ML service has not fetched the first yet.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    upload(&app, &p.auth, &[]).await;
+    for _ in 0..50 {
+        if fake.seen.lock().unwrap().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = fake.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "the second frame waited for the first");
+    assert!(
+        !seen[0].image_loaded,
+        "the first frame's link named the replaced picture"
+    );
+    assert_eq!(
+        replaced(&app.metrics().await),
+        before + 1,
+        "counted as replaced"
+    );
 }
