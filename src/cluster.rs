@@ -281,6 +281,10 @@ impl EventBus for Cluster {
         });
     }
 
+    fn reserve_seq(&self) -> u64 {
+        self.bus.reserve_seq()
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.bus.subscribe()
     }

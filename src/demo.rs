@@ -146,6 +146,7 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
         garbage: false,
         reconnect_storm: false,
         report: false,
+        subscribers: 1,
         // The first printer's print fails a third of the way: the ML
         // simulator sees it, printgate alerts and pauses it.
         fail_after: Some(33.0),

@@ -47,7 +47,12 @@ pub enum EventKind {
 
 /// Where events are published and heard.
 pub trait EventBus: Send + Sync + 'static {
+    /// Publishes `event`; a `seq` of 0 is given the next number, another
+    /// one (from [`EventBus::reserve_seq`]) is kept.
     fn publish(&self, event: Event);
+    /// A number for an event about to be published, for a publisher that
+    /// hands listeners what they would read for it before they hear it.
+    fn reserve_seq(&self) -> u64;
     fn subscribe(&self) -> broadcast::Receiver<Event>;
     /// A number that changes whenever an event for `user_id` is published
     /// here (synchronously, before `publish` returns): what a read cache
@@ -74,12 +79,18 @@ impl Default for LocalBus {
 
 impl EventBus for LocalBus {
     fn publish(&self, mut event: Event) {
-        event.seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if event.seq == 0 {
+            event.seq = self.reserve_seq();
+        }
         if let Ok(mut g) = self.generations.lock() {
             *g.entry(event.user_id).or_insert(0) += 1;
         }
         // No listener is not an error: nobody is subscribed right now.
         let _ = self.tx.send(event);
+    }
+
+    fn reserve_seq(&self) -> u64 {
+        self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {

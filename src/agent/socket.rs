@@ -17,6 +17,7 @@ use crate::auth::bearer_token;
 use crate::error::AppError;
 use crate::ratelimit::{ClientAddr, charge_agent};
 use crate::responses::detail;
+use crate::service::AgentSession;
 use crate::state::AppState;
 
 /// Close code when the server shuts down ("going away").
@@ -73,6 +74,7 @@ async fn session(state: AppState, printer: printer::Model, socket: WebSocket) {
         mut closed,
     } = hub.register(printer_id);
     let (mut sink, mut stream) = socket.split();
+    let mut agent = AgentSession::new(printer_id);
     let watch = service.should_watch(&printer).await.unwrap_or(false);
     if sink
         .send(Message::Text(remote_status(watch).into()))
@@ -121,7 +123,7 @@ async fn session(state: AppState, printer: printer::Model, socket: WebSocket) {
                     break Some((CLOSE_POLICY, "too many frames"));
                 }
                 if let Message::Text(text) = msg
-                    && !handle_text(&state, printer_id, text.as_str()).await
+                    && !handle_text(&state, &mut agent, text.as_str()).await
                 {
                     break Some((1000, "printer removed"));
                 }
@@ -151,8 +153,9 @@ async fn session(state: AppState, printer: printer::Model, socket: WebSocket) {
 
 /// Applies one text frame; `false` when the printer is gone (deleted or
 /// archived), so the session must end.
-async fn handle_text(state: &AppState, printer_id: i32, text: &str) -> bool {
+async fn handle_text(state: &AppState, agent: &mut AgentSession, text: &str) -> bool {
     let service = state.gateway.service();
+    let printer_id = agent.printer_id();
     let frame = match frames::parse(text) {
         Ok(f) => f,
         Err(why) => {
@@ -166,7 +169,7 @@ async fn handle_text(state: &AppState, printer_id: i32, text: &str) -> bool {
             Ok(())
         }
         Frame::Tunnel => Ok(()),
-        Frame::Status(report) => match service.agent_report(printer_id, *report).await {
+        Frame::Status(report) => match service.agent_report(agent, *report).await {
             Ok(Some(watch)) => {
                 state.agents.send(printer_id, remote_status(watch));
                 Ok(())

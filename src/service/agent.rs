@@ -46,6 +46,48 @@ pub struct StatusReport {
     pub event_file: Option<String>,
 }
 
+/// What an agent's session knows of its printer's print lifecycle, so a
+/// plain status (nearly every frame) is handed to the status writer with
+/// no read. This session is the only writer of the printer's current
+/// print (another connection of the printer replaces it), so what it
+/// learnt from its last full report still holds.
+#[derive(Debug)]
+pub struct AgentSession {
+    printer_id: i32,
+    /// The current print (id, agent timestamp) after the last full
+    /// report; `None` until the first one.
+    known: Option<Option<(i32, i64)>>,
+}
+
+impl AgentSession {
+    pub fn new(printer_id: i32) -> Self {
+        Self {
+            printer_id,
+            known: None,
+        }
+    }
+
+    pub fn printer_id(&self) -> i32 {
+        self.printer_id
+    }
+
+    /// Whether `report` changes nothing but the status: no settings, no
+    /// event, a status, and the print the session knows (or none).
+    fn plain(&self, report: &StatusReport) -> bool {
+        let Some(current) = self.known else {
+            return false;
+        };
+        report.settings.is_none()
+            && report.event_type.is_none()
+            && report.status.is_some()
+            && match (report.current_print_ts, current) {
+                (None, _) | (Some(-1), None) => true,
+                (Some(ts), Some((_, ext))) => ts == ext,
+                (Some(_), None) => false,
+            }
+    }
+}
+
 /// A G-code file as the agent describes it.
 #[derive(Debug, Clone, Default)]
 pub struct GCodeFile {
@@ -130,6 +172,8 @@ impl Service {
     /// The agent's connection here closed: its printer shows offline,
     /// unless a newer connection (on another instance) holds it already.
     pub async fn agent_disconnected(&self, printer_id: i32) -> Result<(), AppError> {
+        // Its status is about to be cleared: a waiting one must not land after.
+        self.settle_status(printer_id, true).await;
         let p = self.agent_owned(printer_id).await?;
         let res = printer::Entity::update_many()
             .col_expr(printer::Column::Status, Expr::value(None::<Value>))
@@ -153,9 +197,10 @@ impl Service {
     /// `should_watch` when it changed, for the agent to hear.
     pub async fn agent_report(
         &self,
-        printer_id: i32,
+        session: &mut AgentSession,
         mut report: StatusReport,
     ) -> Result<Option<bool>, AppError> {
+        let printer_id = session.printer_id;
         // Agent data is cleaned, never refused whole: NULs (which
         // PostgreSQL cannot store) go, an absurd print timestamp counts as
         // absent, and the rest of the report still applies.
@@ -174,6 +219,15 @@ impl Service {
             tracing::warn!(printer_id, ts = ?report.current_print_ts, "absurd print timestamp ignored");
             report.current_print_ts = None;
         }
+        if session.plain(&report)
+            && let Some(status) = report.status.take()
+        {
+            let ts = status.get("_ts").and_then(Value::as_f64);
+            self.queue_status(printer_id, status, ts);
+            return Ok(None);
+        }
+        // This report writes the printer itself: its waiting status first.
+        self.settle_status(printer_id, false).await;
         let p = self.agent_owned(printer_id).await?;
         let owner = entity::user::Entity::find_by_id(p.user_id)
             .one(self.db())
@@ -288,8 +342,8 @@ impl Service {
         } else {
             p
         };
-        self.publish(
-            &updated,
+        self.publish_row(
+            updated.clone(),
             if print_changed {
                 EventKind::Print
             } else {
@@ -302,6 +356,20 @@ impl Service {
             current
         };
         let watch_after = rules::should_watch(&updated, &owner, now_current.as_ref());
+        session.known = Some(
+            now_current
+                .as_ref()
+                .filter(|c| Some(c.id) == updated.current_print_id)
+                .map(|c| {
+                    (
+                        c.id,
+                        report
+                            .current_print_ts
+                            .filter(|ts| *ts > 0)
+                            .unwrap_or(c.ext_id),
+                    )
+                }),
+        );
         Ok((watch_after != watch_before).then_some(watch_after))
     }
 

@@ -13,6 +13,7 @@ mod presence;
 pub mod printer_events;
 mod printers;
 pub mod rules;
+mod status_writer;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySe
 use crate::error::AppError;
 use crate::events::{Event, EventBus, EventKind};
 
-pub use agent::{GCodeFile, PrinterEvent, StatusReport};
+pub use agent::{AgentSession, GCodeFile, PrinterEvent, StatusReport};
 pub use commands::{AgentCommand, CommandDelivery, NoAgents};
 pub use printers::{ActionOutcome, NewPrinter, PrinterAction, PrinterPatch};
 pub use rules::{ActionOnFailure, AlertOverwrite};
@@ -80,6 +81,7 @@ pub struct Service {
     /// The printer as read for the latest event of each printer: every
     /// subscriber of that printer shares the one read.
     shared_reads: Arc<SharedReads>,
+    status_writer: status_writer::Writer,
 }
 
 /// Most printers whose shared read is kept; past it the map starts over
@@ -103,6 +105,7 @@ impl Service {
             limits: ServiceLimits::default(),
             instance: uuid::Uuid::new_v4().simple().to_string().into(),
             shared_reads: Arc::default(),
+            status_writer: Arc::default(),
         }
     }
 
@@ -181,6 +184,26 @@ impl Service {
             user_id: p.user_id,
             kind,
             seq: 0,
+        });
+    }
+
+    /// Announces a change to `p`, which is the row as the change wrote it:
+    /// subscribers are handed it instead of reading it.
+    fn publish_row(&self, p: entity::printer::Model, kind: EventKind) {
+        let seq = self.events.reserve_seq();
+        let (printer_id, user_id) = (p.id, p.user_id);
+        if let Ok(mut reads) = self.shared_reads.lock() {
+            if reads.len() >= SHARED_READS {
+                reads.clear();
+            }
+            let cell = SharedRead::new(tokio::sync::OnceCell::new_with(Some(Some(p))));
+            reads.insert(printer_id, (seq, cell));
+        }
+        self.events.publish(Event {
+            printer_id,
+            user_id,
+            kind,
+            seq,
         });
     }
 

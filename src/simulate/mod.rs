@@ -66,6 +66,10 @@ pub struct SimulateArgs {
     /// print a JSON report at the end (needs `--duration`).
     #[arg(long)]
     pub report: bool,
+    /// With `--report`: this many subscribers, each on its own websocket
+    /// (a few dashboards watching the farm); the report covers them all.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub subscribers: u16,
     /// Make a print fail part-way: once it is this many percent done, the
     /// failing printers' cameras show a failure (the snapshots they post
     /// say so, for `printgate ml-sim`). Failing printers print at 1% a
@@ -389,12 +393,23 @@ pub async fn run(args: SimulateArgs) -> Result<Arc<Counters>, String> {
     let counters = Arc::new(Counters::default());
     let args = Arc::new(args);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let watcher = match (args.report, args.jwt.clone()) {
-        (true, Some(jwt)) => Some(tokio::spawn(report::watch(url.clone(), jwt, stop.clone()))),
-        (true, None) => return Err("--report needs --jwt".into()),
-        _ => None,
-    };
     let started = std::time::Instant::now();
+    let started_ms = chrono::Utc::now().timestamp_millis();
+    let steady_from = started_ms + i64::try_from(report::WARM_UP.as_millis()).unwrap_or(0);
+    let watchers = match (args.report, args.jwt.clone()) {
+        (true, Some(jwt)) => (0..args.subscribers)
+            .map(|_| {
+                tokio::spawn(report::watch(
+                    url.clone(),
+                    jwt.clone(),
+                    steady_from,
+                    stop.clone(),
+                ))
+            })
+            .collect(),
+        (true, None) => return Err("--report needs --jwt".into()),
+        _ => Vec::new(),
+    };
     let mut tasks = Vec::new();
     for (n, token) in tokens.iter().cloned().enumerate() {
         let (http, url, args, counters, stop) = (
@@ -422,15 +437,18 @@ pub async fn run(args: SimulateArgs) -> Result<Arc<Counters>, String> {
     let _ = stop_tx.send(true);
     let elapsed = started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    if let (Some(w), Some(jwt)) = (watcher, args.jwt.as_deref()) {
-        let seen = w.await.map_err(|e| e.to_string())?;
+    if let (false, Some(jwt)) = (watchers.is_empty(), args.jwt.as_deref()) {
+        let mut seen = Vec::new();
+        for w in watchers {
+            seen.push(w.await.map_err(|e| e.to_string())?);
+        }
         let sent = counters
             .last_seq
             .lock()
             .map(|m| m.clone())
             .unwrap_or_default();
         let stored = report::stored_seqs(&http, &url, jwt).await?;
-        let r = report::summarize(&counters, elapsed, &sent, &stored, &seen);
+        let r = report::summarize(&counters, started_ms, elapsed, &sent, &stored, &seen);
         println!("{r}");
     }
     for t in tasks {

@@ -1,4 +1,4 @@
-//! The simulator's measurements: a GraphQL subscriber that checks statuses
+//! The simulator's measurements: GraphQL subscribers that check statuses
 //! arrive in order and times them, and the end-of-run comparison of what
 //! was sent with what is stored.
 
@@ -22,15 +22,35 @@ pub struct Seen {
     pub reordered: u64,
     /// Distinct statuses seen.
     pub distinct: u64,
-    /// Status-to-subscriber latencies, in milliseconds.
-    pub latencies_ms: Vec<i64>,
+    /// Status-to-subscriber latencies, in milliseconds, with when each
+    /// status was sent (unix ms).
+    pub latencies_ms: Vec<(i64, i64)>,
+    /// The newest sequence number seen, by agent token.
+    pub last: HashMap<String, u64>,
+    /// Statuses sent after the warm-up that this subscriber never saw
+    /// (gaps in a printer's sequence numbers).
+    pub missed_steady: u64,
+}
+
+impl Seen {
+    /// Printers whose last sent status this subscriber never saw.
+    fn newest_missed(&self, sent: &HashMap<String, u64>) -> u64 {
+        sent.iter()
+            .filter(|(token, seq)| self.last.get(*token) != Some(*seq))
+            .count() as u64
+    }
 }
 
 const SUBSCRIPTION: &str = "subscription { printerUpdated { authToken status { raw } } }";
 
 /// Subscribes to all of the user's printers until `stop` flips (plus a
 /// grace period for the last statuses).
-pub async fn watch(url: String, jwt: String, mut stop: tokio::sync::watch::Receiver<bool>) -> Seen {
+pub async fn watch(
+    url: String,
+    jwt: String,
+    steady_from_ms: i64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Seen {
     let mut seen = Seen::default();
     let ws_url = format!("{}/graphql/ws", url.replacen("http", "ws", 1));
     let Ok(mut req) = ws_url.into_client_request() else {
@@ -51,7 +71,6 @@ pub async fn watch(url: String, jwt: String, mut stop: tokio::sync::watch::Recei
             return seen;
         }
     }
-    let mut last: HashMap<String, u64> = HashMap::new();
     let mut stopping = None;
     loop {
         let deadline =
@@ -71,14 +90,18 @@ pub async fn watch(url: String, jwt: String, mut stop: tokio::sync::watch::Recei
                     continue;
                 };
                 seen.updates += 1;
-                let prev = last.get(token).copied().unwrap_or(0);
+                let prev = seen.last.get(token).copied().unwrap_or(0);
                 if seq < prev {
                     seen.reordered += 1;
                 } else if seq > prev {
                     seen.distinct += 1;
-                    last.insert(token.to_owned(), seq);
+                    seen.last.insert(token.to_owned(), seq);
                     if let Some(sent) = p["status"]["raw"]["_sim_sent_ms"].as_i64() {
-                        seen.latencies_ms.push(chrono::Utc::now().timestamp_millis() - sent);
+                        seen.latencies_ms.push((sent, chrono::Utc::now().timestamp_millis() - sent));
+                        // Sequence numbers go up by one per status sent.
+                        if sent >= steady_from_ms + 1000 && prev > 0 {
+                            seen.missed_steady += seq - prev - 1;
+                        }
                     }
                 }
             }
@@ -126,32 +149,59 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// The JSON report of a run.
+/// How long after the start the agents count as connected: the steady
+/// figures leave out statuses sent before (the connection storm of a farm
+/// starting at once, reported on its own).
+pub const WARM_UP: Duration = Duration::from_secs(10);
+
+/// The JSON report of a run (which started at `started_ms`, unix ms);
+/// `seen` has one entry per subscriber.
 pub fn summarize(
     counters: &Counters,
+    started_ms: i64,
     elapsed: Duration,
     sent: &HashMap<String, u64>,
     stored: &HashMap<String, u64>,
-    seen: &Seen,
+    seen: &[Seen],
 ) -> Value {
     let statuses = counters.statuses_sent.load(Ordering::Relaxed);
     let lost_at_end = sent
         .iter()
         .filter(|(token, seq)| stored.get(*token) != Some(*seq))
         .count();
-    let mut lat = seen.latencies_ms.clone();
+    let steady_from = started_ms + i64::try_from(WARM_UP.as_millis()).unwrap_or(i64::MAX);
+    let (mut lat, mut warm): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    for &(sent, ms) in seen.iter().flat_map(|s| s.latencies_ms.iter()) {
+        if sent >= steady_from {
+            lat.push(ms);
+        } else {
+            warm.push(ms);
+        }
+    }
     lat.sort_unstable();
+    warm.sort_unstable();
+    let distinct_min = seen.iter().map(|s| s.distinct).min().unwrap_or(0);
+    // The newest status of every printer reached every subscriber.
+    let newest_missed: u64 = seen.iter().map(|s| s.newest_missed(sent)).sum();
     json!({
         "agents": sent.len(),
         "seconds": elapsed.as_secs_f64(),
         "statuses_sent": statuses,
         "statuses_per_sec": statuses as f64 / elapsed.as_secs_f64().max(0.001),
         "printers_whose_stored_status_is_not_the_last_sent": lost_at_end,
-        "subscription_updates": seen.updates,
-        "subscription_distinct_statuses": seen.distinct,
-        "subscription_reordered": seen.reordered,
+        "subscribers": seen.len(),
+        "subscription_updates": seen.iter().map(|s| s.updates).sum::<u64>(),
+        "subscription_distinct_statuses": distinct_min,
+        "subscription_reordered": seen.iter().map(|s| s.reordered).sum::<u64>(),
+        "statuses_never_delivered": seen.iter().map(|s| statuses.saturating_sub(s.distinct)).max().unwrap_or(statuses),
+        "statuses_never_delivered_after_warm_up": seen.iter().map(|s| s.missed_steady).max().unwrap_or(0),
+        "newest_status_missed": newest_missed,
         "latency_ms_p50": percentile(&lat, 0.5),
         "latency_ms_p99": percentile(&lat, 0.99),
+        "latency_ms_max": lat.last().copied().unwrap_or(0),
+        "warm_up_seconds": WARM_UP.as_secs(),
+        "warm_up_latency_ms_p50": percentile(&warm, 0.5),
+        "warm_up_latency_ms_p99": percentile(&warm, 0.99),
         "snapshots_posted": counters.snapshots_posted.load(Ordering::Relaxed),
         "connections": counters.connections.load(Ordering::Relaxed),
     })

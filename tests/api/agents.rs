@@ -170,6 +170,47 @@ async fn an_agents_status_shows_up_in_graphql_and_rest() {
 }
 
 #[tokio::test]
+async fn a_burst_of_statuses_stores_the_last_and_a_disconnect_right_after_clears_it() {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    let (id, auth) = printer_with_agent_token(&app, &token).await;
+    for round in 0..3 {
+        let mut ws = connect(&app, &auth).await;
+        next_json(&mut ws).await;
+        let base = 1_700_000_000 + round * 1000;
+        for k in 0..30 {
+            send(
+                &mut ws,
+                json!({"status": status(base + k, true, k as f64 / 2.0)}),
+            )
+            .await;
+        }
+        eventually(&app, &token, &id, "status { raw }", |p| {
+            p["status"]["raw"]["_ts"] == base + 29
+        })
+        .await;
+        // (Within the agent frame budget: a burst of 200, 20/s.)
+        // Statuses then the close, with no pause between: whatever was
+        // still waiting to be written must not land after the clear.
+        for k in 30..60 {
+            send(&mut ws, json!({"status": status(base + k, true, 99.0)})).await;
+        }
+        ws.close(None).await.unwrap();
+        eventually(&app, &token, &id, "status { raw }", |p| {
+            p["status"].is_null()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stored = app.stored_printer(&id).await;
+        assert!(
+            stored.status.is_none() && stored.status_at.is_none(),
+            "round {round}: the offline printer keeps no status: {:?}",
+            stored.status
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_print_lifecycle_follows_current_print_ts_and_events() {
     let app = TestApp::spawn().await;
     let token = app.token("alice");

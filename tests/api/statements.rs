@@ -178,3 +178,122 @@ async fn one_event_costs_one_read_however_many_subscribe_to_it() {
     let reads = counter.load(Ordering::SeqCst) - after_write;
     assert_eq!(reads, 1, "20 subscribers, one event: {reads} reads");
 }
+
+#[tokio::test]
+async fn plain_statuses_are_written_together_and_heard_with_no_read() {
+    use futures_util::{FutureExt, StreamExt};
+    use printgate::service::{AgentSession, StatusReport};
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let statements = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (url, _pg) = crate::helpers::fresh_database(dir.path()).await;
+    let mut db = printgate::database::connect(&DatabaseConfig::new(url, 2))
+        .await
+        .unwrap();
+    printgate::database::migrate(&db).await.unwrap();
+    let seen = statements.clone();
+    db.set_metric_callback(move |m| {
+        seen.lock().unwrap().push(m.statement.sql.clone());
+    });
+    let service = Service::new(
+        db.clone(),
+        Arc::new(NoAgents),
+        Arc::new(LocalBus::default()),
+    );
+    let viewer = service.viewer("alice", None).await.unwrap();
+    let p = service
+        .create_printer(
+            &viewer,
+            printgate::service::NewPrinter {
+                name: "P".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let status = |ts: f64| StatusReport {
+        status: Some(json!({"_ts": ts, "state": {"text": "Printing"}})),
+        ..Default::default()
+    };
+    service.agent_connected(&p).await.unwrap();
+    let mut session = AgentSession::new(p.id);
+    // The session's first report takes the full path (it learns the print).
+    service
+        .agent_report(&mut session, status(1.0))
+        .await
+        .unwrap();
+    let gateway = Gateway::new(
+        service.clone(),
+        Arc::new(UrlSigner::new(b"k".to_vec(), "")),
+        Default::default(),
+        &Default::default(),
+    );
+    let identity = Identity::Verified(Claims {
+        sub: "alice".into(),
+        email: None,
+        exp: Some(i64::MAX),
+        iat: None,
+    });
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let ctx = printgate::graphql::RequestContext::new(identity.clone(), service.clone());
+        let req = printgate::graphql::with_request_data(
+            Request::new("subscription { printerUpdated { id status { raw } } }"),
+            &ctx,
+        );
+        let mut s = gateway.schema().execute_stream(req);
+        assert!(s.next().now_or_never().is_none());
+        streams.push(s);
+    }
+    statements.lock().unwrap().clear();
+    for ts in 2..=51 {
+        service
+            .agent_report(&mut session, status(f64::from(ts)))
+            .await
+            .unwrap();
+    }
+    // A late status (an older `_ts`) never wins.
+    service
+        .agent_report(&mut session, status(10.0))
+        .await
+        .unwrap();
+    for s in &mut streams {
+        let mut last = 0.0;
+        while last < 51.0 {
+            let r = tokio::time::timeout(std::time::Duration::from_secs(5), s.next())
+                .await
+                .expect("the newest status reaches every subscriber")
+                .unwrap();
+            let data = r.data.into_json().unwrap();
+            let Some(ts) = data["printerUpdated"]["status"]["raw"]["_ts"].as_f64() else {
+                panic!("a status: {data}");
+            };
+            assert!(ts > last, "in order: {ts} after {last}");
+            last = ts;
+        }
+    }
+    let sql = statements.lock().unwrap().clone();
+    let selects: Vec<&String> = sql
+        .iter()
+        .filter(|s| s.trim_start().starts_with("SELECT"))
+        .collect();
+    assert!(
+        selects.is_empty(),
+        "no reads for plain statuses or their subscribers: {selects:?}"
+    );
+    let updates = sql
+        .iter()
+        .filter(|s| s.trim_start().starts_with("UPDATE"))
+        .count();
+    assert!(updates <= 51, "one update per status at most: {updates}");
+    let stored = printer::Entity::find_by_id(p.id)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.status.unwrap()["_ts"],
+        51.0,
+        "the newest status is stored"
+    );
+}
