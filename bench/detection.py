@@ -8,8 +8,8 @@ should not change: judging is off the request path).
 
     python3 bench/detection.py [BINARY]
 
-BINARY defaults to target/release/printgate. Three servers run side by
-side, one per mode, each with 50 printing printers (driven by `printgate
+BINARY defaults to target/release/printgate. Four servers run side by
+side, one per mode plus a second with detection off as the control, each with 50 printing printers (driven by `printgate
 simulate`, statuses only). Paced: 16 threads post 50 snapshots a second
 (each printer once a second), in rounds of 5 s that alternate between
 the servers, so the machine's noise falls on every mode alike; the p50
@@ -80,7 +80,10 @@ def metric(url, series):
     return float(m.group(1)) if m else 0.0
 
 
-MODES = {"detection_off": None, "detection_on_10s": "10s", "detection_on_every_frame": "0s"}
+# The second server with detection off is the control: how far two
+# identical servers differ in the same run (the machine's noise).
+MODES = {"detection_off": None, "detection_on_10s": "10s", "detection_on_every_frame": "0s",
+         "detection_off_control": None}
 
 
 def setup(n, interval, procs):
