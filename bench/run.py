@@ -25,6 +25,8 @@ FLOOR = os.path.join(ROOT, "target/release/floor")
 SQLCOUNT = os.path.join(ROOT, "target/release/sqlcount")
 SECRET = "bench-secret"
 procs = []
+# The GraphQL field set of the REST body.
+FULL_FIELDS = "id name createdAt actionOnFailure watchingEnabled notWatchingReason toolsOffOnPause bedOffOnPause retractOnPause liftZOnPause detectiveSensitivity minTimelapseSecsOnFinish minTimelapseSecsOnCancel authToken archivedAt agentName agentVersion pic { imgUrl } status { raw } settings { raw } currentPrint { id printerId filename startedAt endedAt finishedAt cancelledAt uploadedAt alertedAt alertAcknowledgedAt alertMutedAt pausedAt videoUrl taggedVideoUrl posterUrl predictionJsonUrl alertOverwrite } normalizedP"
 
 
 def sh(cmd, **kw):
@@ -142,7 +144,7 @@ def main():
         raise SystemExit("the simulated agent never started printing")
     pid = auths[0]["id"]
 
-    fields = "id name createdAt actionOnFailure watchingEnabled notWatchingReason toolsOffOnPause bedOffOnPause retractOnPause liftZOnPause detectiveSensitivity minTimelapseSecsOnFinish minTimelapseSecsOnCancel authToken archivedAt agentName agentVersion pic { imgUrl } status { raw } settings { raw } currentPrint { id printerId filename startedAt endedAt finishedAt cancelledAt uploadedAt alertedAt alertAcknowledgedAt alertMutedAt pausedAt videoUrl taggedVideoUrl posterUrl predictionJsonUrl alertOverwrite } normalizedP"
+    fields = FULL_FIELDS
     list_q = "{ printers { " + fields + " } }"
     detail_q = "query($id: ID!) { printer(id: $id) { " + fields + " } }"
     reads = {
@@ -274,6 +276,100 @@ def instances(work):
                 s.wait()
     finally:
         subprocess.run(f"psql -h 127.0.0.1 -U postgres -d test -qc 'DROP DATABASE IF EXISTS {db} WITH (FORCE)'", shell=True)
+    return out
+
+
+DASHBOARD_Q = ("{ printers { id name status { state { text flags { operational printing paused error } } "
+               "progress { completion printTimeLeft } temperatures { name actual target } job { fileName } } "
+               "currentPrint { id filename startedAt } notWatchingReason normalizedP pic { imgUrl } } }")
+
+
+def metric(base, series):
+    """One sample of /metrics (the bench server's token is `m`)."""
+    _, b = http("GET", base + "/metrics", "m")
+    m = re.search(r"^" + re.escape(series) + r" (\S+)", b.decode(), re.M)
+    return float(m[1]) if m else 0.0
+
+
+def live_farm(work, sizes=(50, 200)):
+    """A live farm: one user whose N printers each have a simulated agent
+    sending a status every 2 s (N/2 changes a second), a quiet user with 3
+    printers; wrk on what the farm's dashboard and legacy clients read.
+    Every figure has its floor (the same bytes, minimal axum server) from
+    the same run."""
+    out = {}
+    for n in sizes:
+        port, floor_port = 18400, 18401
+        base = f"http://127.0.0.1:{port}"
+        server = start([BIN, "serve"], {"PRINTGATE_BIND": f"127.0.0.1:{port}", "PRINTGATE_METRICS_TOKEN": "m",
+                                        "PRINTGATE_DATABASE_URL": f"sqlite://{work}/farm{n}.db?mode=rwc"})
+        wait_ready(base)
+        tf, tq = token(f"farm-{n}"), token(f"quiet-{n}")
+        for i in range(3):
+            gql(base, tq, 'mutation($n: String!) { createPrinter(input: {name: $n}) { id } }', {"n": f"Quiet {i}"})
+        farm = []
+        for i in range(0, n, 10):
+            batch = [{"query": "mutation($n: String!) { createPrinter(input: {name: $n}) { id authToken } }", "variables": {"n": f"Farm {i + k}"}} for k in range(min(10, n - i))]
+            farm += [r["data"]["createPrinter"] for r in json.loads(http("POST", base + "/graphql", tf, batch)[1])]
+        tokens_file = os.path.join(work, f"farm{n}.tokens")
+        sim = start([BIN, "simulate", "--url", base, "--interval", "2s", "--speed", "0.05", "--no-snapshots"]
+                    + sum([["--token", p["authToken"]] for p in farm], []))
+        for _ in range(150):
+            ps = gql(base, tf, "{ printers { status { state { flags { printing } } } } }")["printers"]
+            if all(p["status"] and p["status"]["state"]["flags"]["printing"] for p in ps):
+                break
+            time.sleep(0.2)
+        else:
+            raise SystemExit("the farm's agents never all started printing")
+        pid = farm[0]["id"]
+        full_q = "{ printers { " + FULL_FIELDS + " } }"
+        reads = {
+            f"farm{n}_rest_list": ("GET", f"{base}/api/v1/printers/", tf, None),
+            f"farm{n}_rest_detail": ("GET", f"{base}/api/v1/printers/{pid}/", tf, None),
+            f"farm{n}_graphql_dashboard_list": ("POST", f"{base}/graphql", tf, {"query": DASHBOARD_Q}),
+            f"farm{n}_graphql_full_list": ("POST", f"{base}/graphql", tf, {"query": full_q}),
+            f"farm{n}_quiet3_rest_list": ("GET", f"{base}/api/v1/printers/", tq, None),
+            f"farm{n}_quiet3_graphql_full_list": ("POST", f"{base}/graphql", tq, {"query": full_q}),
+        }
+        floor_args = []
+        for name, (method, url, tok, body) in reads.items():
+            status, raw = http(method, url, tok, body, {"Accept": "application/json"})
+            parsed = json.loads(raw)
+            assert status == 200, name
+            if "graphql" in name:
+                assert not parsed.get("errors") and len(parsed["data"]["printers"]) == (3 if "quiet" in name else n), name
+            elif "list" in name:
+                assert isinstance(parsed, list) and len(parsed) == (3 if "quiet" in name else n), name
+            else:
+                assert parsed["id"] == int(pid) and parsed["status"] is not None, name
+            path = os.path.join(work, name + ".json")
+            open(path, "wb").write(raw)
+            floor_args.append(f"/{name}={path}")
+        floor = start([FLOOR, f"127.0.0.1:{floor_port}", *floor_args])
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{floor_port}/{name}", timeout=1); break
+            except Exception:
+                time.sleep(0.1)
+        for name, (method, url, tok, body) in reads.items():
+            hits0 = metric(base, 'printgate_rest_cache_requests_total{outcome="hit"}')
+            miss0 = metric(base, 'printgate_rest_cache_requests_total{outcome="miss"}')
+            r = wrk(url, tok, method, body)
+            hits = metric(base, 'printgate_rest_cache_requests_total{outcome="hit"}') - hits0
+            miss = metric(base, 'printgate_rest_cache_requests_total{outcome="miss"}') - miss0
+            f = wrk(f"http://127.0.0.1:{floor_port}/{name}")
+            r["floor_rps"] = f["rps"]
+            r["floor_p99_ms"] = f["p99_ms"]
+            r["ratio_to_floor"] = round(r["rps"] / f["rps"], 3)
+            r["printers_in_answer"] = 3 if "quiet" in name else (1 if "detail" in name else n)
+            r["body_bytes"] = os.path.getsize(os.path.join(work, name + ".json"))
+            if hits + miss:
+                r["cache_hit_rate"] = round(hits / (hits + miss), 3)
+            out[name] = r
+            print(name, r, flush=True)
+        for p in (floor, sim, server):
+            p.terminate()
+            p.wait()
     return out
 
 

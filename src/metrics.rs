@@ -197,6 +197,9 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     /// Connections refused at accept: over the per-address or total cap.
     pub connections_refused: AtomicU64,
+    /// Cacheable REST reads answered from the read cache, and not.
+    pub rest_cache_hits: AtomicU64,
+    pub rest_cache_misses: AtomicU64,
     pub detection: DetectionMetrics,
 }
 
@@ -382,6 +385,12 @@ impl Metrics {
             out,
             "# HELP printgate_connections_refused_total Connections refused over the per-address or total cap.\n# TYPE printgate_connections_refused_total counter\nprintgate_connections_refused_total {}",
             self.connections_refused.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP printgate_rest_cache_requests_total Cacheable REST reads by whether the read cache answered.\n# TYPE printgate_rest_cache_requests_total counter\nprintgate_rest_cache_requests_total{{outcome=\"hit\"}} {}\nprintgate_rest_cache_requests_total{{outcome=\"miss\"}} {}",
+            self.rest_cache_hits.load(Ordering::Relaxed),
+            self.rest_cache_misses.load(Ordering::Relaxed)
         );
         self.detection.render(&mut out);
         let (size, idle) = pool_use(state);

@@ -15,6 +15,11 @@
 //! it shows is derived from time (a status older than 120 s is shown as
 //! offline; snapshot links expire) or comes from agents on other instances.
 //!
+//! A miss is computed once: requests that miss the same key while its
+//! answer is being computed wait for it ([`ReadCache::flight`]) instead of
+//! each computing it again (after a change, every poller of a live farm's
+//! list would otherwise render the whole list at once).
+//!
 //! What a client can make it keep is bounded: the key is the route's
 //! declared parameters, parsed (so `?junk=N` or `?x=1&x=2` is the same
 //! key), the whole cache by bytes (least recently used first), and each
@@ -67,10 +72,34 @@ struct Inner {
     by_user: HashMap<Arc<str>, (usize, HashSet<Key>)>,
 }
 
+type Flights = Arc<Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>>;
+
 /// The cached answers.
 pub struct ReadCache {
     inner: Mutex<Inner>,
     per_user_bytes: usize,
+    /// The keys whose answer is being computed now (one entry per key
+    /// with a request in flight: bounded by the requests in flight).
+    flights: Flights,
+}
+
+/// Held while an answer is computed; dropping it lets the next request
+/// for the key look again.
+pub struct Flight {
+    key: Key,
+    flights: Flights,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.flights.lock()
+            && f.get(&self.key).is_some_and(|m| Arc::strong_count(m) <= 2)
+        {
+            // Nobody else waits (the map and this turn hold it).
+            f.remove(&self.key);
+        }
+    }
 }
 
 impl ReadCache {
@@ -81,6 +110,28 @@ impl ReadCache {
                 by_user: HashMap::new(),
             }),
             per_user_bytes: (max_bytes / PER_USER_SHARE).max(1),
+            flights: Arc::default(),
+        }
+    }
+
+    /// Waits for the turn to compute `key`'s answer: at once when nobody
+    /// is computing it, else when the one computing it is done (then look
+    /// again: it is probably there).
+    pub async fn flight(&self, key: &Key) -> Flight {
+        let turn = {
+            let Ok(mut f) = self.flights.lock() else {
+                return Flight {
+                    key: key.clone(),
+                    flights: self.flights.clone(),
+                    _turn: Arc::new(tokio::sync::Mutex::new(())).lock_owned().await,
+                };
+            };
+            f.entry(key.clone()).or_default().clone()
+        };
+        Flight {
+            key: key.clone(),
+            flights: self.flights.clone(),
+            _turn: turn.lock_owned().await,
         }
     }
 
@@ -202,6 +253,39 @@ mod tests {
             cache.get(&key("b", "1"), |_| Some(fresh(3))),
             None,
             "another user's answer is never shared"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_miss_is_computed_once_by_the_requests_that_wait_for_it() {
+        let cache = Arc::new(ReadCache::new(1 << 20, Arc::default()));
+        let computed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (cache, computed) = (cache.clone(), computed.clone());
+            tasks.push(tokio::spawn(async move {
+                let k = key("a", "1");
+                if let Some(b) = cache.get(&k, |_| Some(fresh(1))) {
+                    return b;
+                }
+                let _turn = cache.flight(&k).await;
+                if let Some(b) = cache.get(&k, |_| Some(fresh(1))) {
+                    return b;
+                }
+                computed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let body = Bytes::from_static(b"[1]");
+                cache.put(k, 7, fresh(1), body.clone());
+                body
+            }));
+        }
+        for t in tasks {
+            assert_eq!(&t.await.unwrap()[..], b"[1]");
+        }
+        assert_eq!(computed.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(
+            cache.flights.lock().unwrap().is_empty(),
+            "nothing is kept once nobody is in flight"
         );
     }
 

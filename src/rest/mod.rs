@@ -238,7 +238,33 @@ impl RestApi {
             && user == u
             && kept_under == now
         {
+            crate::metrics::metrics()
+                .rest_cache_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return bytes_response(StatusCode::OK, body);
+        }
+        // A miss of a kept kind waits for a request computing the same
+        // answer, then looks again.
+        let _flight = match (&key, freshness_before) {
+            (Some(k), Some((u, now))) => {
+                let flight = self.cache.flight(k).await;
+                if let Some((user, kept_under, body)) = self.cache.lookup(k)
+                    && user == u
+                    && kept_under == now
+                {
+                    crate::metrics::metrics()
+                        .rest_cache_hits
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return bytes_response(StatusCode::OK, body);
+                }
+                Some(flight)
+            }
+            _ => None,
+        };
+        if key.is_some() {
+            crate::metrics::metrics()
+                .rest_cache_misses
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if let Some(keys) = &compiled.body {
             let body = match read_json_object(req).await {
