@@ -242,12 +242,19 @@ impl Application {
             )
             .await?,
         );
+        let query_cache = (config.guards.graphql_cache_bytes > 0).then(|| {
+            Arc::new(crate::readcache::ReadCache::new(
+                config.guards.graphql_cache_bytes,
+                caches.graphql.clone(),
+            ))
+        });
         let state = AppState {
             gateway,
             keys,
             agents,
             urls,
             cluster,
+            query_cache,
             persisted,
             graphiql: config.graphiql,
             max_batch: config.schema.limits.batch,

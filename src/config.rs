@@ -141,6 +141,11 @@ pub struct Settings {
     /// Memory budget of the REST read cache, in bytes.
     #[arg(long, env = "PRINTGATE_REST_CACHE_BYTES", default_value_t = Guards::default().rest_cache_bytes, global = true)]
     pub rest_cache_bytes: usize,
+    /// Memory budget of the GraphQL query cache (answers to queries over
+    /// HTTP, kept while nothing they show changed), in bytes; 0 turns it
+    /// off.
+    #[arg(long, env = "PRINTGATE_GRAPHQL_CACHE_BYTES", default_value_t = Guards::default().graphql_cache_bytes, global = true)]
+    pub graphql_cache_bytes: usize,
     /// Most printers one user may have (archived ones count; deleted ones
     /// do not).
     #[arg(long, env = "PRINTGATE_MAX_PRINTERS_PER_USER", default_value_t = Guards::default().max_printers_per_user, global = true)]
@@ -307,6 +312,7 @@ pub struct Config {
 pub struct Guards {
     pub apq_cache_bytes: usize,
     pub rest_cache_bytes: usize,
+    pub graphql_cache_bytes: usize,
     pub max_printers_per_user: u64,
     pub header_read_timeout: Duration,
     pub max_connections_per_address: usize,
@@ -325,6 +331,7 @@ impl Default for Guards {
         Self {
             apq_cache_bytes: crate::graphql::apq::DEFAULT_CACHE_BYTES,
             rest_cache_bytes: 64 * 1024 * 1024,
+            graphql_cache_bytes: 64 * 1024 * 1024,
             max_printers_per_user: 1000,
             header_read_timeout: Duration::from_secs(10),
             max_connections_per_address: 2048,
@@ -402,6 +409,7 @@ impl Settings {
             guards: Guards {
                 apq_cache_bytes: self.apq_cache_bytes,
                 rest_cache_bytes: self.rest_cache_bytes,
+                graphql_cache_bytes: self.graphql_cache_bytes,
                 max_printers_per_user: self.max_printers_per_user,
                 header_read_timeout: self.header_read_timeout,
                 max_connections_per_address: self.max_connections_per_address.max(1),

@@ -42,6 +42,17 @@ impl Gateway {
         &self.service
     }
 
+    /// The user a verified token names (provisioned on first sight, as
+    /// the request itself would), for a read cache; `None` when it cannot
+    /// be had (then nothing is cached).
+    pub async fn viewer_id(&self, claims: &crate::auth::Claims) -> Option<i32> {
+        self.service
+            .viewer(&claims.sub, claims.email.as_deref())
+            .await
+            .ok()
+            .map(|v| v.id())
+    }
+
     /// What a read cache compares to know an answer it kept for `user_id`
     /// is current: the event bus's change count for the user and, when
     /// `across_instances`, the user's data version in the database.

@@ -22,6 +22,7 @@ pub mod janitor;
 pub mod metrics;
 pub mod mlsim;
 pub mod ratelimit;
+pub mod readcache;
 pub mod responses;
 pub mod rest;
 pub mod server;

@@ -150,14 +150,16 @@ pub struct CacheGauges {
     pub persisted_queries: std::sync::Arc<CacheGauge>,
     pub documents: std::sync::Arc<CacheGauge>,
     pub rest: std::sync::Arc<CacheGauge>,
+    pub graphql: std::sync::Arc<CacheGauge>,
 }
 
 impl CacheGauges {
-    fn all(&self) -> [(&'static str, &CacheGauge); 3] {
+    fn all(&self) -> [(&'static str, &CacheGauge); 4] {
         [
             ("persisted_queries", &self.persisted_queries),
             ("documents", &self.documents),
             ("rest", &self.rest),
+            ("graphql", &self.graphql),
         ]
     }
 }
@@ -200,6 +202,9 @@ pub struct Metrics {
     /// Cacheable REST reads answered from the read cache, and not.
     pub rest_cache_hits: AtomicU64,
     pub rest_cache_misses: AtomicU64,
+    /// The same for queries over GraphQL HTTP.
+    pub graphql_cache_hits: AtomicU64,
+    pub graphql_cache_misses: AtomicU64,
     pub detection: DetectionMetrics,
 }
 
@@ -391,6 +396,12 @@ impl Metrics {
             "# HELP printgate_rest_cache_requests_total Cacheable REST reads by whether the read cache answered.\n# TYPE printgate_rest_cache_requests_total counter\nprintgate_rest_cache_requests_total{{outcome=\"hit\"}} {}\nprintgate_rest_cache_requests_total{{outcome=\"miss\"}} {}",
             self.rest_cache_hits.load(Ordering::Relaxed),
             self.rest_cache_misses.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP printgate_graphql_cache_requests_total Queries over GraphQL HTTP of a verified user by whether the query cache answered.\n# TYPE printgate_graphql_cache_requests_total counter\nprintgate_graphql_cache_requests_total{{outcome=\"hit\"}} {}\nprintgate_graphql_cache_requests_total{{outcome=\"miss\"}} {}",
+            self.graphql_cache_hits.load(Ordering::Relaxed),
+            self.graphql_cache_misses.load(Ordering::Relaxed)
         );
         self.detection.render(&mut out);
         let (size, idle) = pool_use(state);

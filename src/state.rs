@@ -31,6 +31,9 @@ pub struct AppState {
     pub cluster: Option<Arc<Cluster>>,
     /// Registered automatic persisted queries.
     pub persisted: Arc<PersistedQueries>,
+    /// Answers to queries over HTTP, kept while nothing they show changed
+    /// (`None`: off).
+    pub query_cache: Option<Arc<crate::readcache::ReadCache>>,
     /// Whether browsers get GraphiQL.
     pub graphiql: bool,
     /// Most operations in one batched request.

@@ -85,9 +85,146 @@ pub async fn post(State(state): State<AppState>, req: axum::extract::Request) ->
         }
     }
     let operation = operation_label(&batch, &identity, &registrations);
+    with_operation(
+        execute(&state, identity, batch, registrations, &headers).await,
+        operation,
+    )
+}
+
+/// Runs a request and renders its answer; a single query of a verified
+/// user may be answered from the query cache (the same rules as the REST
+/// read cache: kept only while nothing the user has changed, never over a
+/// second old, one computation per answer however many ask at once).
+async fn execute(
+    state: &AppState,
+    identity: Identity,
+    batch: BatchRequest,
+    registrations: Vec<(Resolved, String)>,
+    headers: &HeaderMap,
+) -> Response {
+    let cached = match (&state.query_cache, &identity, &batch) {
+        (Some(cache), Identity::Verified(claims), BatchRequest::Single(r))
+            if !plainly_not_a_query(&r.query) =>
+        {
+            state
+                .gateway
+                .viewer_id(claims)
+                .await
+                .map(|user| (cache, user, cache_key(claims, r, headers)))
+        }
+        _ => None,
+    };
+    let Some((cache, user, key)) = cached else {
+        let resp = state.gateway.execute_batch(identity, batch).await;
+        register_if_ran(state, registrations, &resp);
+        return render(resp, headers);
+    };
+    let Ok((generation, version)) = state.gateway.freshness(user, state.cluster.is_some()).await
+    else {
+        let resp = state.gateway.execute_batch(identity, batch).await;
+        register_if_ran(state, registrations, &resp);
+        return render(resp, headers);
+    };
+    let fresh = crate::readcache::Freshness {
+        generation,
+        version,
+    };
+    let kept = |cache: &crate::readcache::ReadCache| {
+        cache
+            .lookup(&key)
+            .filter(|(u, under, _)| *u == user && *under == fresh)
+            .map(|(_, _, body)| body)
+    };
+    let metrics = crate::metrics::metrics();
+    let hit = |body| {
+        metrics
+            .graphql_cache_hits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for (r, query) in &registrations {
+            if let Resolved::Register(hash) = r {
+                state.persisted.register(hash.clone(), query);
+            }
+        }
+        cached_response(body, headers)
+    };
+    if let Some(body) = kept(cache) {
+        return hit(body);
+    }
+    let query = match &batch {
+        BatchRequest::Single(r) => is_query(&r.query, r.operation_name.as_deref()),
+        BatchRequest::Batch(_) => false,
+    };
+    let _turn = if query {
+        let turn = cache.flight(&key).await;
+        if let Some(body) = kept(cache) {
+            return hit(body);
+        }
+        metrics
+            .graphql_cache_misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(turn)
+    } else {
+        None
+    };
     let resp = state.gateway.execute_batch(identity, batch).await;
-    register_if_ran(&state, registrations, &resp);
-    with_operation(render(resp, &headers), operation)
+    register_if_ran(state, registrations, &resp);
+    let clean = matches!(&resp, BatchResponse::Single(r) if r.errors.is_empty());
+    let rendered = render(resp, headers);
+    if !(query && clean && rendered.status() == StatusCode::OK) {
+        return rendered;
+    }
+    // Kept as the bytes sent: read the body back out of the response.
+    let (parts, body) = rendered.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => {
+            cache.put(key, user, fresh, bytes.clone());
+            Response::from_parts(parts, axum::body::Body::from(bytes))
+        }
+        Err(e) => {
+            let id = crate::error::log_internal(&e.to_string());
+            request_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                crate::error::code::INTERNAL,
+                &format!("Internal server error (error id {id})."),
+            )
+        }
+    }
+}
+
+/// What a query's answer depends on besides the data: who asks (and the
+/// email their token carries, which `me` shows), the document, the
+/// operation, the variables, and the media type it is sent in.
+fn cache_key(
+    claims: &crate::auth::Claims,
+    r: &async_graphql::Request,
+    headers: &HeaderMap,
+) -> crate::readcache::Key {
+    let variables = serde_json::to_string(&r.variables).unwrap_or_default();
+    crate::readcache::Key {
+        sub: claims.sub.as_str().into(),
+        what: format!(
+            "{} {:?} {:?} {variables} {}",
+            accepts(headers, GRAPHQL_RESPONSE),
+            claims.email,
+            r.operation_name,
+            r.query
+        )
+        .into(),
+    }
+}
+
+/// A kept answer, sent as it was the first time (only clean answers to
+/// queries are kept: 200, no errors).
+fn cached_response(body: axum::body::Bytes, headers: &HeaderMap) -> Response {
+    let content_type = if accepts(headers, GRAPHQL_RESPONSE) {
+        GRAPHQL_RESPONSE
+    } else {
+        "application/json"
+    };
+    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
+    resp.extensions_mut()
+        .insert(crate::metrics::ErrorCodes(Vec::new()));
+    resp
 }
 
 /// Registers the new persisted documents whose operation ran (parsed,
@@ -185,9 +322,10 @@ pub async fn get(
     let registrations = vec![(registration, request.query.clone())];
     let batch = BatchRequest::Single(request);
     let operation = operation_label(&batch, &identity, &registrations);
-    let resp = state.gateway.execute_batch(identity, batch).await;
-    register_if_ran(&state, registrations, &resp);
-    with_operation(render(resp, &headers), operation)
+    with_operation(
+        execute(&state, identity, batch, registrations, &headers).await,
+        operation,
+    )
 }
 
 /// The operation label of a request, for logs and metrics: from a bounded
@@ -252,6 +390,29 @@ fn persisted(state: &AppState, request: &mut async_graphql::Request) -> Result<R
             "Only registered (trusted) documents are accepted here.",
         ),
     })
+}
+
+/// A document that starts as a mutation or a subscription (told without
+/// parsing; anything else is parsed before its answer is kept).
+fn plainly_not_a_query(query: &str) -> bool {
+    let q = query.trim_start();
+    q.starts_with("mutation") || q.starts_with("subscription")
+}
+
+/// Whether the operation a request runs is a query (the only kind whose
+/// answer is kept). A document that does not parse, or names no single
+/// operation, is not.
+fn is_query(query: &str, operation_name: Option<&str>) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(query) else {
+        return false;
+    };
+    match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => op.node.ty == OperationType::Query,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .get(name)
+            .is_some_and(|op| op.node.ty == OperationType::Query),
+        (DocumentOperations::Multiple(_), None) => false,
+    }
 }
 
 /// Whether the operation a GET would run is a mutation. A document that does

@@ -6,7 +6,6 @@
 //! [`Gateway`](crate::gateway::Gateway), and turns the result into the REST
 //! status and body. Everything about the routes is in [`routes::ROUTES`].
 
-mod cache;
 mod openapi;
 pub mod routes;
 mod shape;
@@ -34,7 +33,7 @@ use shape::{Shape, Types};
 pub struct RestApi {
     routes: Vec<Compiled>,
     openapi: Value,
-    cache: cache::ReadCache,
+    cache: crate::readcache::ReadCache,
     /// The user id each token `sub` was last seen to be, learned from the
     /// answers, so the cache can read a user's change count before asking.
     users: std::sync::Mutex<HashMap<String, i32>>,
@@ -91,7 +90,7 @@ impl RestApi {
         Ok(Self {
             routes,
             openapi,
-            cache: cache::ReadCache::new(cache_bytes, gauge),
+            cache: crate::readcache::ReadCache::new(cache_bytes, gauge),
             users: std::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -155,13 +154,17 @@ impl RestApi {
     /// A user's counts now: the bus's change count and, with several
     /// instances, the data version in the database (`None` when it cannot
     /// be read: then nothing is served from, or kept in, the cache).
-    async fn freshness(&self, state: &AppState, user_id: i32) -> Option<cache::Freshness> {
+    async fn freshness(
+        &self,
+        state: &AppState,
+        user_id: i32,
+    ) -> Option<crate::readcache::Freshness> {
         let (generation, version) = state
             .gateway
             .freshness(user_id, state.cluster.is_some())
             .await
             .ok()?;
-        Some(cache::Freshness {
+        Some(crate::readcache::Freshness {
             generation,
             version,
         })
@@ -212,15 +215,18 @@ impl RestApi {
         // Reads of a verified user may be answered from the cache.
         let cacheable = route.method == Method::GET && route.success == Success::Ok;
         let key = match &identity {
-            crate::auth::Identity::Verified(c) if cacheable => Some(cache::Key {
+            crate::auth::Identity::Verified(c) if cacheable => Some(crate::readcache::Key {
                 sub: c.sub.as_str().into(),
-                route: index,
-                // `/printers/007/` is `/printers/7/`: one entry.
-                id: id.as_deref().map(|i| {
-                    i.parse::<i64>()
-                        .map_or_else(|_| i.to_owned(), |n| n.to_string())
-                }),
-                params,
+                // The route and its declared parameters, as parsed:
+                // `/printers/007/` is `/printers/7/`, one entry.
+                what: format!(
+                    "{index} {:?} {params:?}",
+                    id.as_deref().map(|i| {
+                        i.parse::<i64>()
+                            .map_or_else(|_| i.to_owned(), |n| n.to_string())
+                    })
+                )
+                .into(),
             }),
             _ => None,
         };

@@ -413,6 +413,38 @@ async fn a_write_on_one_instance_is_read_at_once_on_the_other() {
     assert_eq!(fresh, 200, "reads on B right after writes on A");
 }
 
+#[tokio::test]
+async fn a_write_on_one_instance_is_queried_at_once_on_the_other() {
+    let Some(admin) = postgres_or_skip("a_write_on_one_instance_is_queried_at_once_on_the_other")
+    else {
+        return;
+    };
+    let pg = FreshPostgres::create(&admin).await;
+    let a = TestApp::spawn_on(Some(pg.url.clone())).await;
+    let b = TestApp::spawn_on(Some(pg.url.clone())).await;
+    let token = a.token("alice");
+    let id = a.create_printer(&token, "n0").await;
+    let query = "query($id: ID!) { printer(id: $id) { name } }";
+    for _ in 0..3 {
+        b.gql(Some(&token), query, json!({"id": id})).await;
+    }
+    let mut fresh = 0;
+    for n in 1..=100 {
+        let name = format!("n{n}");
+        a.gql(
+            Some(&token),
+            "mutation($id: ID!, $n: String!) { updatePrinter(id: $id, input: {name: $n}) { id } }",
+            json!({"id": id, "n": name}),
+        )
+        .await;
+        let read = b.gql(Some(&token), query, json!({"id": id})).await;
+        if read["data"]["printer"]["name"] == name.as_str() {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 100, "queries on B right after writes on A");
+}
+
 /// A printer whose agent is connected to `base` and has sent a status.
 async fn live_printer(client: &reqwest::Client, base: &str, token: &str) -> (String, Ws) {
     let created = gql(

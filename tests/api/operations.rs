@@ -223,3 +223,73 @@ async fn a_flooding_subscription_client_is_cut_off() {
         "an oversized message ends the session"
     );
 }
+
+#[tokio::test]
+async fn repeated_queries_never_show_stale_or_foreign_data() {
+    let app = TestApp::spawn().await;
+    let alice = app.token("alice");
+    let bob = app.token("bob");
+    let id = app.create_printer(&alice, "n0").await;
+    app.create_printer(&bob, "Bob's").await;
+    let list = "{ printers { name } }";
+    let names = |v: &Value| v["data"]["printers"].clone();
+    let hits = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with(r#"printgate_graphql_cache_requests_total{outcome="hit"}"#))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = hits(&app.metrics().await);
+    for _ in 0..3 {
+        assert_eq!(
+            names(&app.gql(Some(&alice), list, json!({})).await),
+            json!([{"name": "n0"}])
+        );
+        assert_eq!(
+            names(&app.gql(Some(&bob), list, json!({})).await),
+            json!([{"name": "Bob's"}]),
+            "never another user's answer"
+        );
+    }
+    assert!(
+        hits(&app.metrics().await) >= before + 4,
+        "repeated queries are answered from the cache"
+    );
+    // Every change shows on the very next query.
+    for n in 1..=30 {
+        let name = format!("n{n}");
+        app.gql(
+            Some(&alice),
+            "mutation($id: ID!, $n: String!) { updatePrinter(id: $id, input: {name: $n}) { id } }",
+            json!({"id": id, "n": name}),
+        )
+        .await;
+        assert_eq!(
+            names(&app.gql(Some(&alice), list, json!({})).await),
+            json!([{"name": name}])
+        );
+    }
+    // Variables are part of the question.
+    let one = "query($id: ID!) { printer(id: $id) { name } }";
+    let mine = app.gql(Some(&alice), one, json!({"id": id})).await;
+    assert_eq!(mine["data"]["printer"]["name"], "n30");
+    let missing = app.gql(Some(&alice), one, json!({"id": "999999"})).await;
+    assert!(missing["data"]["printer"].is_null(), "{missing}");
+    // An answer with errors is never kept: the next one is computed again.
+    let bad = "{ printers { name nope } }";
+    for _ in 0..2 {
+        let r = app.gql(Some(&alice), bad, json!({})).await;
+        assert!(r["errors"].is_array(), "{r}");
+    }
+    app.gql(
+        Some(&alice),
+        "mutation($id: ID!) { deletePrinter(id: $id) }",
+        json!({"id": id}),
+    )
+    .await;
+    assert_eq!(
+        names(&app.gql(Some(&alice), list, json!({})).await),
+        json!([])
+    );
+}

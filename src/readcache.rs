@@ -1,6 +1,7 @@
-//! A read cache for the REST GET routes.
+//! A read cache for answers to reads: the REST GET routes and GraphQL
+//! queries over HTTP (one cache each).
 //!
-//! The existing clients poll the printer list and detail. A kept answer is
+//! Clients poll the printer list and detail. A kept answer is
 //! reused while nothing changed for its user, by two counts taken before
 //! the answer was computed and compared before it is served again:
 //! - the event bus's change count for the user: every change to a printer
@@ -20,10 +21,12 @@
 //! each computing it again (after a change, every poller of a live farm's
 //! list would otherwise render the whole list at once).
 //!
-//! What a client can make it keep is bounded: the key is the route's
-//! declared parameters, parsed (so `?junk=N` or `?x=1&x=2` is the same
-//! key), the whole cache by bytes (least recently used first), and each
-//! user to a share of it ([`PER_USER_SHARE`]).
+//! What a client can make it keep is bounded: the key is what the edge
+//! says makes the answer (for REST, the route's declared parameters,
+//! parsed, so `?junk=N` or `?x=1&x=2` is the same key; for GraphQL, the
+//! document, operation and variables), the whole cache by bytes (least
+//! recently used first), and each user to a share of it
+//! ([`PER_USER_SHARE`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -41,14 +44,12 @@ pub const PER_USER_SHARE: usize = 16;
 /// Bytes an entry costs besides its body (key, bookkeeping).
 const OVERHEAD: usize = 256;
 
-/// What identifies an answer: who asked, which route, with what (the
-/// route's declared parameters only, as parsed).
+/// What identifies an answer: who asked, and what they asked, as the edge
+/// describes it (everything the answer depends on besides the data).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     pub sub: Arc<str>,
-    pub route: usize,
-    pub id: Option<String>,
-    pub params: Vec<(&'static str, String)>,
+    pub what: Arc<str>,
 }
 
 /// The counts an answer was computed under.
@@ -155,7 +156,7 @@ impl ReadCache {
     /// Keeps a body computed under `freshness` (read before the answer was
     /// computed, so a change during it makes the entry stale at once).
     pub fn put(&self, key: Key, user_id: i32, freshness: Freshness, body: Bytes) {
-        let size = body.len() + OVERHEAD;
+        let size = body.len() + key.what.len() + OVERHEAD;
         if size > self.per_user_bytes {
             return;
         }
@@ -179,7 +180,7 @@ impl ReadCache {
             body,
         };
         if let Some(old) = inner.entries.peek(&key) {
-            let old_size = old.body.len() + OVERHEAD;
+            let old_size = old.body.len() + key.what.len() + OVERHEAD;
             if let Some((b, _)) = inner.by_user.get_mut(&key.sub) {
                 *b = b.saturating_sub(old_size);
             }
@@ -216,9 +217,7 @@ mod tests {
     fn key(sub: &str, id: &str) -> Key {
         Key {
             sub: sub.into(),
-            route: 0,
-            id: Some(id.into()),
-            params: Vec::new(),
+            what: format!("printer {id}").into(),
         }
     }
 
