@@ -86,12 +86,20 @@ pub async fn post(State(state): State<AppState>, req: axum::extract::Request) ->
     }
     let operation = operation_label(&batch, &identity, &registrations);
     with_operation(
-        execute(&state, identity, batch, registrations, &headers).await,
+        execute(
+            &state,
+            identity,
+            batch,
+            registrations,
+            &headers,
+            Method::Post,
+        )
+        .await,
         operation,
     )
 }
 
-/// Runs a request and renders its answer; a single query of a verified
+/// Runs a request and renders its answer (over GET, never a mutation); a single query of a verified
 /// user may be answered from the query cache (the same rules as the REST
 /// read cache: kept only while nothing the user has changed, never over a
 /// second old, one computation per answer however many ask at once).
@@ -101,6 +109,7 @@ async fn execute(
     batch: BatchRequest,
     registrations: Vec<(Resolved, String)>,
     headers: &HeaderMap,
+    method: Method,
 ) -> Response {
     let cached = match (&state.query_cache, &identity, &batch) {
         (Some(cache), Identity::Verified(claims), BatchRequest::Single(r))
@@ -115,12 +124,18 @@ async fn execute(
         _ => None,
     };
     let Some((cache, user, key)) = cached else {
+        if let Some(refused) = refused_over(method, &batch) {
+            return refused;
+        }
         let resp = state.gateway.execute_batch(identity, batch).await;
         register_if_ran(state, registrations, &resp);
         return render(resp, headers);
     };
     let Ok((generation, version)) = state.gateway.freshness(user, state.cluster.is_some()).await
     else {
+        if let Some(refused) = refused_over(method, &batch) {
+            return refused;
+        }
         let resp = state.gateway.execute_batch(identity, batch).await;
         register_if_ran(state, registrations, &resp);
         return render(resp, headers);
@@ -154,6 +169,9 @@ async fn execute(
         BatchRequest::Single(r) => is_query(&r.query, r.operation_name.as_deref()),
         BatchRequest::Batch(_) => false,
     };
+    if !query && let Some(refused) = refused_over(method, &batch) {
+        return refused;
+    }
     let _turn = if query {
         let turn = cache.flight(&key).await;
         if let Some(body) = kept(cache) {
@@ -305,16 +323,6 @@ pub async fn get(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    if is_mutation(&request.query, request.operation_name.as_deref()) {
-        let mut resp = request_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "Mutations are only accepted over POST.",
-        );
-        resp.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return resp;
-    }
     let identity = match verified {
         Some(axum::Extension(i)) => i,
         None => state.identify(&axum::http::Extensions::new(), &headers),
@@ -322,10 +330,46 @@ pub async fn get(
     let registrations = vec![(registration, request.query.clone())];
     let batch = BatchRequest::Single(request);
     let operation = operation_label(&batch, &identity, &registrations);
+    // A mutation is refused before it runs (`execute` checks, after the
+    // query cache: a kept answer is one to a query).
     with_operation(
-        execute(&state, identity, batch, registrations, &headers).await,
+        execute(
+            &state,
+            identity,
+            batch,
+            registrations,
+            &headers,
+            Method::Get,
+        )
+        .await,
         operation,
     )
+}
+
+/// The HTTP method a request came by: over GET, a mutation is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+}
+
+/// Over GET, a mutation is refused with 405 (a GET must not change
+/// anything); `None` when the request may run.
+fn refused_over(method: Method, batch: &BatchRequest) -> Option<Response> {
+    let BatchRequest::Single(r) = batch else {
+        return None;
+    };
+    if method != Method::Get || !is_mutation(&r.query, r.operation_name.as_deref()) {
+        return None;
+    }
+    let mut resp = request_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "Mutations are only accepted over POST.",
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    Some(resp)
 }
 
 /// The operation label of a request, for logs and metrics: from a bounded

@@ -50,6 +50,36 @@ async fn get_refuses_mutations_with_405_and_writes_nothing() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(error_code(&body), "METHOD_NOT_ALLOWED");
     assert_eq!(app.printer_rows().await, 0);
+    // Not told from its first word: a comment first, or a document whose
+    // named operation is the mutation (the query beside it warmed first).
+    let both =
+        "query Q { printers { id } } mutation M { createPrinter(input: {name: \"x\"}) { id } }";
+    let cases = [
+        (
+            "# hello\nmutation { createPrinter(input: {name: \"x\"}) { id } }",
+            None,
+        ),
+        (both, Some("Q")),
+        (both, Some("M")),
+        (both, Some("M")),
+    ];
+    for (query, name) in cases {
+        let mut params = vec![("query", query)];
+        if let Some(n) = name {
+            params.push(("operationName", n));
+        }
+        let resp = app
+            .client
+            .get(format!("{}/graphql", app.url))
+            .query(&params)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let expected = if name == Some("Q") { 200 } else { 405 };
+        assert_eq!(resp.status(), expected, "{query} {name:?}");
+    }
+    assert_eq!(app.printer_rows().await, 0, "nothing written by a GET");
 }
 
 #[tokio::test]
