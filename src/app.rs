@@ -248,7 +248,7 @@ impl Application {
                 caches.graphql.clone(),
             ))
         });
-        let state = AppState {
+        let state = crate::state::Shared {
             gateway,
             keys,
             agents,
@@ -298,7 +298,7 @@ impl Application {
             }
             None => None,
         };
-        let state = AppState { detector, ..state };
+        let state = AppState::new(crate::state::Shared { detector, ..state });
         let metrics = match &config.guards.metrics_bind {
             Some(bind) => Some(TcpListener::bind(bind).await?),
             None => None,
