@@ -124,21 +124,11 @@ async fn execute(
         _ => None,
     };
     let Some((cache, user, key)) = cached else {
-        if let Some(refused) = refused_over(method, &batch) {
-            return refused;
-        }
-        let resp = state.gateway.execute_batch(identity, batch).await;
-        register_if_ran(state, registrations, &resp);
-        return render(resp, headers);
+        return uncached(state, identity, batch, registrations, headers, method).await;
     };
     let Ok((generation, version)) = state.gateway.freshness(user, state.cluster.is_some()).await
     else {
-        if let Some(refused) = refused_over(method, &batch) {
-            return refused;
-        }
-        let resp = state.gateway.execute_batch(identity, batch).await;
-        register_if_ran(state, registrations, &resp);
-        return render(resp, headers);
+        return uncached(state, identity, batch, registrations, headers, method).await;
     };
     let fresh = crate::readcache::Freshness {
         generation,
@@ -169,26 +159,21 @@ async fn execute(
         BatchRequest::Single(r) => is_query(&r.query, r.operation_name.as_deref()),
         BatchRequest::Batch(_) => false,
     };
-    if !query && let Some(refused) = refused_over(method, &batch) {
-        return refused;
+    if !query {
+        return uncached(state, identity, batch, registrations, headers, method).await;
     }
-    let _turn = if query {
-        let turn = cache.flight(&key).await;
-        if let Some(body) = kept(cache) {
-            return hit(body);
-        }
-        metrics
-            .graphql_cache_misses
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Some(turn)
-    } else {
-        None
-    };
+    let _turn = cache.flight(&key).await;
+    if let Some(body) = kept(cache) {
+        return hit(body);
+    }
+    metrics
+        .graphql_cache_misses
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let resp = state.gateway.execute_batch(identity, batch).await;
     register_if_ran(state, registrations, &resp);
     let clean = matches!(&resp, BatchResponse::Single(r) if r.errors.is_empty());
     let rendered = render(resp, headers);
-    if !(query && clean && rendered.status() == StatusCode::OK) {
+    if !(clean && rendered.status() == StatusCode::OK) {
         return rendered;
     }
     // Kept as the bytes sent: read the body back out of the response.
@@ -207,6 +192,23 @@ async fn execute(
             )
         }
     }
+}
+
+/// Runs a request without the query cache (over GET, never a mutation).
+async fn uncached(
+    state: &AppState,
+    identity: Identity,
+    batch: BatchRequest,
+    registrations: Vec<(Resolved, String)>,
+    headers: &HeaderMap,
+    method: Method,
+) -> Response {
+    if let Some(refused) = refused_over(method, &batch) {
+        return refused;
+    }
+    let resp = state.gateway.execute_batch(identity, batch).await;
+    register_if_ran(state, registrations, &resp);
+    render(resp, headers)
 }
 
 /// What a query's answer depends on besides the data: who asks (and the

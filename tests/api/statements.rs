@@ -105,9 +105,41 @@ async fn listing_500_printers_runs_no_more_statements_than_listing_one() {
     assert!(one <= 3, "viewer + printers + prints, got {one}");
 }
 
+/// Alice's identity, and `n` streams of `subscription` run as her through
+/// a gateway over `service`, each already listening.
+fn alice_subscribers(
+    service: &Service,
+    subscription: &str,
+    n: usize,
+) -> Vec<futures_util::stream::BoxStream<'static, async_graphql::Response>> {
+    use futures_util::{FutureExt, StreamExt};
+    let gateway = Gateway::new(
+        service.clone(),
+        Arc::new(UrlSigner::new(b"k".to_vec(), "")),
+        Default::default(),
+        &Default::default(),
+    );
+    let identity = Identity::Verified(Claims {
+        sub: "alice".into(),
+        email: None,
+        exp: Some(i64::MAX),
+        iat: None,
+    });
+    (0..n)
+        .map(|_| {
+            let ctx = printgate::graphql::RequestContext::new(identity.clone(), service.clone());
+            let req = printgate::graphql::with_request_data(Request::new(subscription), &ctx);
+            let mut s = gateway.schema().execute_stream(req).boxed();
+            // Run the resolver up to its first wait, so it listens.
+            assert!(s.next().now_or_never().is_none());
+            s
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn one_event_costs_one_read_however_many_subscribe_to_it() {
-    use futures_util::{FutureExt, StreamExt};
+    use futures_util::StreamExt;
     let dir = tempfile::tempdir().unwrap();
     let counter = Arc::new(AtomicUsize::new(0));
     let (url, _pg) = crate::helpers::fresh_database(dir.path()).await;
@@ -131,30 +163,8 @@ async fn one_event_costs_one_read_however_many_subscribe_to_it() {
         )
         .await
         .unwrap();
-    let gateway = Gateway::new(
-        service.clone(),
-        Arc::new(UrlSigner::new(b"k".to_vec(), "")),
-        Default::default(),
-        &Default::default(),
-    );
-    let identity = Identity::Verified(Claims {
-        sub: "alice".into(),
-        email: None,
-        exp: Some(i64::MAX),
-        iat: None,
-    });
-    let mut streams = Vec::new();
-    for _ in 0..20 {
-        let ctx = printgate::graphql::RequestContext::new(identity.clone(), service.clone());
-        let req = printgate::graphql::with_request_data(
-            Request::new("subscription { printerUpdated { id name } }"),
-            &ctx,
-        );
-        let mut s = gateway.schema().execute_stream(req);
-        // Run the resolver up to its first wait, so it listens.
-        assert!(s.next().now_or_never().is_none());
-        streams.push(s);
-    }
+    let mut streams =
+        alice_subscribers(&service, "subscription { printerUpdated { id name } }", 20);
     service
         .update_printer(
             &viewer,
@@ -181,7 +191,7 @@ async fn one_event_costs_one_read_however_many_subscribe_to_it() {
 
 #[tokio::test]
 async fn plain_statuses_are_written_together_and_heard_with_no_read() {
-    use futures_util::{FutureExt, StreamExt};
+    use futures_util::StreamExt;
     use printgate::service::{AgentSession, StatusReport};
     use serde_json::json;
     let dir = tempfile::tempdir().unwrap();
@@ -222,29 +232,11 @@ async fn plain_statuses_are_written_together_and_heard_with_no_read() {
         .agent_report(&mut session, status(1.0))
         .await
         .unwrap();
-    let gateway = Gateway::new(
-        service.clone(),
-        Arc::new(UrlSigner::new(b"k".to_vec(), "")),
-        Default::default(),
-        &Default::default(),
+    let mut streams = alice_subscribers(
+        &service,
+        "subscription { printerUpdated { id status { raw } } }",
+        20,
     );
-    let identity = Identity::Verified(Claims {
-        sub: "alice".into(),
-        email: None,
-        exp: Some(i64::MAX),
-        iat: None,
-    });
-    let mut streams = Vec::new();
-    for _ in 0..20 {
-        let ctx = printgate::graphql::RequestContext::new(identity.clone(), service.clone());
-        let req = printgate::graphql::with_request_data(
-            Request::new("subscription { printerUpdated { id status { raw } } }"),
-            &ctx,
-        );
-        let mut s = gateway.schema().execute_stream(req);
-        assert!(s.next().now_or_never().is_none());
-        streams.push(s);
-    }
     statements.lock().unwrap().clear();
     for ts in 2..=51 {
         service
