@@ -55,7 +55,7 @@ pub fn router(state: AppState, rest: &Arc<RestApi>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             ratelimit::Guard {
                 limiter: state.limiter.clone(),
-                keys: state.keys.clone(),
+                auth: state.auth.clone(),
             },
             ratelimit::limit,
         ))
@@ -188,9 +188,14 @@ impl Application {
             } else {
                 (None, agents.clone(), Arc::new(LocalBus::default()))
             };
-        let mut service = Service::new(db, commands, events).with_limits(ServiceLimits {
-            max_printers_per_user: config.guards.max_printers_per_user,
-        });
+        let mut service = Service::new(db, commands, events)
+            .with_limits(ServiceLimits {
+                max_printers_per_user: config.guards.max_printers_per_user,
+                max_api_keys_per_user: config.guards.max_api_keys_per_user,
+                max_webhooks_per_user: config.guards.max_webhooks_per_user,
+                max_pending_deliveries: config.guards.max_pending_deliveries,
+            })
+            .with_webhooks(config.webhooks.settings.clone());
         // Printers whose agents were connected to an instance that is gone
         // (on SQLite: to this one before it restarted) show offline now,
         // not when their status ages out.
@@ -248,9 +253,14 @@ impl Application {
                 caches.graphql.clone(),
             ))
         });
+        let auth = Arc::new(crate::auth::Authenticator::new(
+            keys.clone(),
+            gateway.service().clone(),
+        ));
         let state = crate::state::Shared {
             gateway,
             keys,
+            auth,
             agents,
             urls,
             cluster,
@@ -299,6 +309,11 @@ impl Application {
             None => None,
         };
         let state = AppState::new(crate::state::Shared { detector, ..state });
+        crate::webhooks::start(
+            state.gateway.service().clone(),
+            config.webhooks.worker.clone(),
+            state.shutdown.subscribe(),
+        )?;
         let metrics = match &config.guards.metrics_bind {
             Some(bind) => Some(TcpListener::bind(bind).await?),
             None => None,

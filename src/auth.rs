@@ -1,17 +1,20 @@
-//! Authentication: a bearer JWT in, a verified identity out.
+//! Authentication: a bearer JWT or an API key in, a verified identity out.
 //!
 //! Keys are loaded once at start-up into [`JwtKeys`]; each request's
-//! `Authorization` header is checked once, at the edge, into an [`Identity`].
-//! Which user that identity is (just-in-time provisioning) is the service
+//! `Authorization` (or `X-Api-Key`) header is checked once, at the edge, by
+//! the [`Authenticator`] into an [`Identity`]. Which user a token names
+//! (just-in-time provisioning) and what a key may do are the service
 //! layer's business, not this module's.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 
 use crate::config::JwtConfig;
+use crate::service::{KeyPrincipal, Service};
 
 /// Shortest HS256 secret accepted in production.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -40,6 +43,61 @@ pub enum Identity {
     Rejected(String),
     /// A verified token.
     Verified(Claims),
+    /// A verified API key.
+    Key(KeyPrincipal),
+}
+
+impl Identity {
+    /// The user an identity names, for per-user counts (subscriptions):
+    /// a token's `sub`, a key's owner's.
+    pub fn sub(&self) -> Option<&str> {
+        match self {
+            Self::Verified(c) => Some(&c.sub),
+            Self::Key(k) => Some(&k.sub),
+            Self::Anonymous | Self::Rejected(_) => None,
+        }
+    }
+
+    /// When the credential stops being valid (unix seconds), if it does.
+    pub fn expires(&self) -> Option<i64> {
+        match self {
+            Self::Verified(c) => c.exp,
+            Self::Key(k) => k.expires_at.map(|t| t.timestamp()),
+            Self::Anonymous | Self::Rejected(_) => None,
+        }
+    }
+}
+
+/// Turns credentials into identities: JWTs by [`JwtKeys`], API keys by
+/// the service (they live in the database).
+pub struct Authenticator {
+    pub jwt: Arc<JwtKeys>,
+    service: Service,
+}
+
+impl Authenticator {
+    pub fn new(jwt: Arc<JwtKeys>, service: Service) -> Self {
+        Self { jwt, service }
+    }
+
+    /// The identity of a request's `Authorization` and `X-Api-Key` header
+    /// values. An `X-Api-Key` wins; a bearer credential starting `pgk_` is
+    /// a key too (what legacy Obico clients send), anything else a JWT.
+    pub async fn identify(&self, authorization: Option<&str>, api_key: Option<&str>) -> Identity {
+        let key = match api_key {
+            Some(k) => Some(k.trim()),
+            None => authorization
+                .and_then(bearer_token)
+                .filter(|t| crate::service::is_api_key(t)),
+        };
+        if let Some(key) = key {
+            return match self.service.authenticate_key(key).await {
+                Ok(principal) => Identity::Key(principal),
+                Err(e) => Identity::Rejected(e.client_message()),
+            };
+        }
+        self.jwt.identify(authorization)
+    }
 }
 
 /// The verification (and, for HS256, signing) keys, with an explicit
@@ -224,6 +282,21 @@ impl JwtKeys {
     }
 }
 
+/// The `Authorization` and `X-Api-Key` header values of a request (a value
+/// that is not text is kept as one that cannot verify).
+pub fn credentials(headers: &axum::http::HeaderMap) -> (Option<&str>, Option<&str>) {
+    fn text(v: &axum::http::HeaderValue) -> &str {
+        v.to_str().unwrap_or("\u{0}")
+    }
+    (
+        headers.get(axum::http::header::AUTHORIZATION).map(text),
+        headers.get(API_KEY_HEADER).map(text),
+    )
+}
+
+/// The header legacy Obico clients and scripts send their key in.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
 /// A key for another purpose, derived from the secret with HMAC-SHA256.
 fn derive_key(secret: &[u8], purpose: &[u8]) -> Vec<u8> {
     use hmac::{Hmac, Mac};
@@ -239,6 +312,7 @@ fn derive_key(secret: &[u8], purpose: &[u8]) -> Vec<u8> {
 /// The token of a `Bearer <token>` header value (scheme in any case).
 pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
+    // (A bare key without the scheme is not accepted: ambiguous.)
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }

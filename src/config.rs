@@ -150,6 +150,16 @@ pub struct Settings {
     /// do not).
     #[arg(long, env = "PRINTGATE_MAX_PRINTERS_PER_USER", default_value_t = Guards::default().max_printers_per_user, global = true)]
     pub max_printers_per_user: u64,
+    /// Most unrevoked API keys one user may have.
+    #[arg(long, env = "PRINTGATE_MAX_API_KEYS_PER_USER", default_value_t = Guards::default().max_api_keys_per_user, global = true)]
+    pub max_api_keys_per_user: u64,
+    /// Most webhook endpoints one user may have.
+    #[arg(long, env = "PRINTGATE_MAX_WEBHOOKS_PER_USER", default_value_t = Guards::default().max_webhooks_per_user, global = true)]
+    pub max_webhooks_per_user: u64,
+    /// Most deliveries one webhook endpoint may have waiting (a receiver
+    /// that is down); past it new events for it are recorded as failed.
+    #[arg(long, env = "PRINTGATE_WEBHOOK_MAX_PENDING", default_value_t = Guards::default().max_pending_deliveries, global = true)]
+    pub webhook_max_pending: u64,
     /// Longest a client may take to send a request's headers.
     #[arg(long, env = "PRINTGATE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub header_read_timeout: Duration,
@@ -244,6 +254,27 @@ pub struct Settings {
         global = true
     )]
     pub detection_concurrency: usize,
+    /// Webhook retry delays, comma-separated: the first is the delay
+    /// before the first attempt, each next one after a failure (then a
+    /// tenth of jitter either way); after the last a delivery has failed
+    /// and its endpoint is disabled.
+    #[arg(long, env = "PRINTGATE_WEBHOOK_RETRY_SCHEDULE", default_value = "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h", value_delimiter = ',', value_parser = humantime::parse_duration, global = true)]
+    pub webhook_retry_schedule: Vec<Duration>,
+    /// Longest one webhook attempt may take.
+    #[arg(long, env = "PRINTGATE_WEBHOOK_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration, global = true)]
+    pub webhook_timeout: Duration,
+    /// How long a printer must stay offline before `printer.offline` is
+    /// sent (an agent that reconnects sooner is not announced).
+    #[arg(long, env = "PRINTGATE_WEBHOOK_OFFLINE_GRACE", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
+    pub webhook_offline_grace: Duration,
+    /// Webhook endpoints one instance delivers to at once.
+    #[arg(
+        long,
+        env = "PRINTGATE_WEBHOOK_CONCURRENCY",
+        default_value_t = 32,
+        global = true
+    )]
+    pub webhook_concurrency: usize,
     /// Longest a request may take before it is answered 408.
     #[arg(long, env = "PRINTGATE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub request_timeout: Duration,
@@ -303,6 +334,15 @@ pub struct Config {
     pub guards: Guards,
     /// Failure detection, when an ML service is configured.
     pub detection: Option<crate::detection::DetectionConfig>,
+    /// Webhook retries, timeouts and where endpoints may point.
+    pub webhooks: WebhookOptions,
+}
+
+/// How webhooks are delivered: the service's rules and the worker's.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookOptions {
+    pub settings: crate::service::webhooks::WebhookSettings,
+    pub worker: crate::webhooks::WebhookConfig,
 }
 
 /// Bounds on what clients (users, agents, anyone) can make the server
@@ -314,6 +354,9 @@ pub struct Guards {
     pub rest_cache_bytes: usize,
     pub graphql_cache_bytes: usize,
     pub max_printers_per_user: u64,
+    pub max_api_keys_per_user: u64,
+    pub max_webhooks_per_user: u64,
+    pub max_pending_deliveries: u64,
     pub header_read_timeout: Duration,
     pub max_connections_per_address: usize,
     pub max_connections: usize,
@@ -333,6 +376,9 @@ impl Default for Guards {
             rest_cache_bytes: 64 * 1024 * 1024,
             graphql_cache_bytes: 64 * 1024 * 1024,
             max_printers_per_user: 1000,
+            max_api_keys_per_user: 50,
+            max_webhooks_per_user: 20,
+            max_pending_deliveries: 1000,
             header_read_timeout: Duration::from_secs(10),
             max_connections_per_address: 2048,
             max_connections: 16_384,
@@ -411,6 +457,9 @@ impl Settings {
                 rest_cache_bytes: self.rest_cache_bytes,
                 graphql_cache_bytes: self.graphql_cache_bytes,
                 max_printers_per_user: self.max_printers_per_user,
+                max_api_keys_per_user: self.max_api_keys_per_user,
+                max_webhooks_per_user: self.max_webhooks_per_user,
+                max_pending_deliveries: self.webhook_max_pending,
                 header_read_timeout: self.header_read_timeout,
                 max_connections_per_address: self.max_connections_per_address.max(1),
                 max_connections: self.max_connections.max(1),
@@ -439,6 +488,23 @@ impl Settings {
                 .filter(|o| !o.is_empty())
                 .collect(),
             public_url: self.public_url.clone().unwrap_or_default(),
+            webhooks: WebhookOptions {
+                settings: crate::service::webhooks::WebhookSettings {
+                    retry_schedule: if self.webhook_retry_schedule.is_empty() {
+                        crate::service::webhooks::default_schedule()
+                    } else {
+                        self.webhook_retry_schedule.clone()
+                    },
+                    offline_grace: self.webhook_offline_grace,
+                    allow_private_targets: !production,
+                    ..Default::default()
+                },
+                worker: crate::webhooks::WebhookConfig {
+                    timeout: self.webhook_timeout,
+                    concurrency: self.webhook_concurrency.max(1),
+                    allow_private_targets: !production,
+                },
+            },
             detection: self
                 .ml_api_url
                 .clone()

@@ -47,6 +47,7 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
         cors_origins: Vec::new(),
         trusted_documents: None,
         detection: None,
+        webhooks: Default::default(),
         guards: Default::default(),
         database: DatabaseConfig::new(
             format!("sqlite://{}?mode=rwc", dir.join("demo.db").display()),

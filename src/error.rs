@@ -17,6 +17,9 @@ pub mod code {
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
     pub const INTERNAL: &str = "INTERNAL";
     pub const PRINTER_LIMIT_REACHED: &str = "PRINTER_LIMIT_REACHED";
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    pub const WEBHOOK_LIMIT_REACHED: &str = "WEBHOOK_LIMIT_REACHED";
+    pub const API_KEY_LIMIT_REACHED: &str = "API_KEY_LIMIT_REACHED";
 }
 
 /// Everything that can go wrong while serving a request.
@@ -46,6 +49,10 @@ pub enum AppError {
         message: String,
         limit: u64,
     },
+    /// Authenticated, but the credential may not do this (a READ API key
+    /// on a mutation; an API key managing keys or webhooks). HTTP 403;
+    /// GraphQL `FORBIDDEN`.
+    Forbidden(String),
     /// Anything else: a database failure, a bug. HTTP 500; GraphQL
     /// `INTERNAL`, with the message masked.
     Internal(String),
@@ -85,6 +92,7 @@ impl AppError {
             Self::NotFound => "Not found.".into(),
             Self::Invalid { field, message } => format!("{field}: {message}"),
             Self::LimitReached { message, .. } => message.clone(),
+            Self::Forbidden(why) => why.clone(),
             Self::Internal(_) => "Internal server error.".into(),
         }
     }
@@ -96,6 +104,7 @@ impl AppError {
             Self::NotFound => code::NOT_FOUND,
             Self::Invalid { .. } => code::BAD_USER_INPUT,
             Self::LimitReached { code, .. } => code,
+            Self::Forbidden(_) => code::FORBIDDEN,
             Self::Internal(_) => code::INTERNAL,
         }
     }

@@ -1,7 +1,7 @@
 //! Background upkeep, off the request path: the instance heartbeat and
 //! the sweep that shows printers of dead instances offline (every
-//! [`PRESENCE_EVERY`]), and pruning what agents left past the retention
-//! (every [`PRUNE_EVERY`]). Each pass is idempotent, so a restart loses
+//! [`PRESENCE_EVERY`]), and pruning what agents left and finished webhook
+//! deliveries past the retention (every [`PRUNE_EVERY`]). Each pass is idempotent, so a restart loses
 //! nothing; a failed pass is logged and tried again next time.
 
 use std::time::Duration;
@@ -38,11 +38,18 @@ pub async fn run(
                     Err(e) => e.log(),
                 }
             }
-            _ = prune.tick() => match service.prune(retention).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(rows = n, "pruned agent data past the retention"),
-                Err(e) => e.log(),
-            },
+            _ = prune.tick() => {
+                match service.prune(retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "pruned agent data past the retention"),
+                    Err(e) => e.log(),
+                }
+                match service.prune_webhooks(retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "pruned webhook deliveries past the retention"),
+                    Err(e) => e.log(),
+                }
+            }
         }
     }
 }

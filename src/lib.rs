@@ -31,6 +31,7 @@ pub mod simulate;
 pub mod state;
 pub mod telemetry;
 pub mod urls;
+pub mod webhooks;
 
 pub use app::Application;
 pub use config::Config;

@@ -206,6 +206,21 @@ pub struct Metrics {
     pub graphql_cache_hits: AtomicU64,
     pub graphql_cache_misses: AtomicU64,
     pub detection: DetectionMetrics,
+    /// Webhook delivery attempts that got a 2xx, and the others.
+    webhook_ok: AtomicU64,
+    webhook_failed: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one webhook delivery attempt.
+    pub fn webhook_attempt(&self, success: bool) {
+        let c = if success {
+            &self.webhook_ok
+        } else {
+            &self.webhook_failed
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The process's metrics.
@@ -402,6 +417,12 @@ impl Metrics {
             "# HELP printgate_graphql_cache_requests_total Queries over GraphQL HTTP of a verified user by whether the query cache answered.\n# TYPE printgate_graphql_cache_requests_total counter\nprintgate_graphql_cache_requests_total{{outcome=\"hit\"}} {}\nprintgate_graphql_cache_requests_total{{outcome=\"miss\"}} {}",
             self.graphql_cache_hits.load(Ordering::Relaxed),
             self.graphql_cache_misses.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP printgate_webhook_attempts_total Webhook delivery attempts by outcome (success: a 2xx).\n# TYPE printgate_webhook_attempts_total counter\nprintgate_webhook_attempts_total{{outcome=\"success\"}} {}\nprintgate_webhook_attempts_total{{outcome=\"failure\"}} {}",
+            self.webhook_ok.load(Ordering::Relaxed),
+            self.webhook_failed.load(Ordering::Relaxed)
         );
         self.detection.render(&mut out);
         let (size, idle) = pool_use(state);

@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 use serde_json::json;
 
-use crate::auth::{Identity, JwtKeys};
+use crate::auth::Identity;
 
 /// Most buckets tracked. Past it, buckets that have refilled (which are
 /// the same as new ones) are dropped; callers that still find no room
@@ -260,7 +260,7 @@ fn prefix(ip: IpAddr) -> IpAddr {
 #[derive(Clone)]
 pub struct Guard {
     pub limiter: Arc<RateLimiter>,
-    pub keys: Arc<JwtKeys>,
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 /// The 429 answer.
@@ -315,13 +315,16 @@ pub async fn limit(State(guard): State<Guard>, mut req: Request, next: Next) -> 
     // The metrics token is not a JWT either.
     let agent_path =
         crate::metrics::surface(req.uri().path()) == "agent" || req.uri().path() == "/metrics";
-    if verdict.is_ok()
-        && !agent_path
-        && let Some(value) = req.headers().get(header::AUTHORIZATION)
-    {
-        let identity = guard.keys.identify(Some(value.to_str().unwrap_or("\u{0}")));
+    let (authorization, api_key) = crate::auth::credentials(req.headers());
+    if verdict.is_ok() && !agent_path && (authorization.is_some() || api_key.is_some()) {
+        let identity = guard.auth.identify(authorization, api_key).await;
         verdict = match &identity {
             Identity::Verified(c) => guard.limiter.take(guard.limiter.user(&c.sub)),
+            // Each key has its own bucket: a script's key cannot spend its
+            // owner's dashboard's share.
+            Identity::Key(k) => guard
+                .limiter
+                .take(guard.limiter.user(&format!("api key {}", k.key_id))),
             _ => guard.limiter.take(failed_auth(ip)),
         };
         req.extensions_mut().insert(identity);

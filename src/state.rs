@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use axum::http::{Extensions, HeaderMap, header};
+use axum::http::{Extensions, HeaderMap};
 
 use crate::agent::hub::AgentHub;
-use crate::auth::{Identity, JwtKeys};
+use crate::auth::{Authenticator, Identity, JwtKeys};
 use crate::cluster::Cluster;
 use crate::gateway::Gateway;
 use crate::graphql::apq::PersistedQueries;
@@ -44,6 +44,8 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub gateway: Gateway,
     pub keys: Arc<JwtKeys>,
+    /// Credentials (JWTs and API keys) into identities.
+    pub auth: Arc<Authenticator>,
     /// This instance's live agent connections.
     pub agents: Arc<AgentHub>,
     pub urls: Arc<UrlSigner>,
@@ -76,16 +78,14 @@ pub struct Shared {
 
 impl Shared {
     /// The request's identity: the one the rate limiter already verified
-    /// (left in the request's extensions), else its bearer token verified
+    /// (left in the request's extensions), else its credentials verified
     /// now.
-    pub fn identify(&self, extensions: &Extensions, headers: &HeaderMap) -> Identity {
+    pub async fn identify(&self, extensions: &Extensions, headers: &HeaderMap) -> Identity {
         if let Some(identity) = extensions.get::<Identity>() {
             return identity.clone();
         }
-        let value = headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or("\u{0}"));
-        self.keys.identify(value)
+        let (authorization, api_key) = crate::auth::credentials(headers);
+        self.auth.identify(authorization, api_key).await
     }
 }
 

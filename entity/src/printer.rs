@@ -42,6 +42,8 @@ pub struct Model {
     pub pic_at: Option<DateTimeUtc>,
     /// The instance holding the printer's live agent connection, if any.
     pub agent_instance: Option<String>,
+    /// Whether webhooks were last told the printer is online.
+    pub online_announced: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

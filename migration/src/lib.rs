@@ -12,6 +12,7 @@ mod m20261127_000001_core;
 mod m20261127_000002_agents;
 mod m20261201_000003_guards;
 mod m20261201_000004_detection;
+mod m20261201_000005_integrations;
 
 /// Applies printgate's migrations in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_agents::Migration),
             Box::new(m20261201_000003_guards::Migration),
             Box::new(m20261201_000004_detection::Migration),
+            Box::new(m20261201_000005_integrations::Migration),
         ]
     }
 }

@@ -33,6 +33,12 @@ impl RequestContext {
     pub async fn viewer(&self) -> Result<&Viewer, AppError> {
         let claims = match &self.identity {
             Identity::Verified(c) => c,
+            Identity::Key(k) => {
+                return self
+                    .viewer
+                    .get_or_try_init(|| self.service.key_viewer(k))
+                    .await;
+            }
             Identity::Anonymous => {
                 return Err(AppError::Unauthenticated(
                     "Authentication credentials were not provided.".into(),
@@ -80,4 +86,12 @@ pub fn request<'a>(ctx: &'a Context<'_>) -> Result<&'a Arc<RequestContext>, AppE
 /// The viewer of a resolver's request (UNAUTHENTICATED without one).
 pub async fn viewer<'a>(ctx: &'a Context<'_>) -> Result<&'a Viewer, AppError> {
     request(ctx)?.viewer().await
+}
+
+/// The viewer of a mutation: one whose credential may write (FORBIDDEN
+/// for a READ API key). Every mutation resolver starts here.
+pub async fn writer<'a>(ctx: &'a Context<'_>) -> Result<&'a Viewer, AppError> {
+    let viewer = viewer(ctx).await?;
+    viewer.may_write()?;
+    Ok(viewer)
 }

@@ -29,7 +29,7 @@ pub struct GetParams {
 /// `POST /graphql`: one operation or a batch, as JSON.
 pub async fn post(State(state): State<AppState>, req: axum::extract::Request) -> Response {
     let headers = req.headers().clone();
-    let identity = state.identify(req.extensions(), &headers);
+    let identity = state.identify(req.extensions(), &headers).await;
     // Read here, not with an extractor, so an oversized body gets a GraphQL
     // error body like every other refusal.
     let Ok(body) = axum::body::to_bytes(req.into_body(), crate::state::MAX_BODY_BYTES).await else {
@@ -327,7 +327,11 @@ pub async fn get(
     };
     let identity = match verified {
         Some(axum::Extension(i)) => i,
-        None => state.identify(&axum::http::Extensions::new(), &headers),
+        None => {
+            state
+                .identify(&axum::http::Extensions::new(), &headers)
+                .await
+        }
     };
     let registrations = vec![(registration, request.query.clone())];
     let batch = BatchRequest::Single(request);
@@ -388,7 +392,7 @@ fn operation_label(
                 && registrations
                     .first()
                     .is_some_and(|(x, _)| *x == Resolved::Nothing);
-            let trusted = matches!(identity, Identity::Verified(_)) || persisted;
+            let trusted = matches!(identity, Identity::Verified(_) | Identity::Key(_)) || persisted;
             crate::metrics::metrics().operation_label(operation_name(r).as_deref(), trusted)
         }
         BatchRequest::Batch(_) => "graphql batch".into(),

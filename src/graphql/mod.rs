@@ -6,6 +6,7 @@ mod codes;
 pub mod context;
 pub mod documents;
 pub mod http;
+mod integrations;
 pub mod limits;
 mod loaders;
 mod mutation;
@@ -23,8 +24,15 @@ use async_graphql::Schema;
 use crate::urls::UrlSigner;
 
 pub use context::{RequestContext, with_request_data};
-pub use mutation::Mutation;
-pub use query::Query;
+/// The query root: printers and the viewer, and the integrations.
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct Query(query::PrinterQuery, integrations::IntegrationQuery);
+
+/// The mutation root: printers and print actions, and the integrations.
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct Mutation(mutation::PrinterMutation, integrations::IntegrationMutation);
 pub use subscription::Subscription;
 
 /// printgate's schema.
@@ -44,7 +52,7 @@ pub fn build_schema_with(
     gauge: Arc<crate::metrics::CacheGauge>,
 ) -> AppSchema {
     let limits = options.limits;
-    let mut builder = Schema::build(Query, Mutation, Subscription)
+    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription)
         .data(urls)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)

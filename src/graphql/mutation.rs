@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result};
 
-use super::context::{request, viewer};
+use super::context::{request, writer};
 use super::query::row_id;
 use super::types::{ActionOnFailure, AlertOverwrite, Printer, PrinterActionResult};
 use crate::error::AppError;
@@ -83,12 +83,13 @@ fn existing(id: &ID) -> Result<i32, AppError> {
     row_id(id).ok_or(AppError::NotFound)
 }
 
+/// The printer mutations.
 #[derive(Default)]
-pub struct Mutation;
+pub struct PrinterMutation;
 
-impl Mutation {
+impl PrinterMutation {
     async fn act(ctx: &Context<'_>, id: &ID, action: PrinterAction) -> Result<PrinterActionResult> {
-        let viewer = viewer(ctx).await?;
+        let viewer = writer(ctx).await?;
         let id = existing(id)?;
         let outcome = request(ctx)?.service().act(viewer, id, action).await?;
         Ok(PrinterActionResult(outcome))
@@ -96,14 +97,14 @@ impl Mutation {
 }
 
 #[Object]
-impl Mutation {
+impl PrinterMutation {
     /// Adds a printer; the result carries its new `authToken` for the agent.
     async fn create_printer(
         &self,
         ctx: &Context<'_>,
         input: CreatePrinterInput,
     ) -> Result<Printer> {
-        let viewer = viewer(ctx).await?;
+        let viewer = writer(ctx).await?;
         let patch = input.options.into_patch(None)?;
         let new = NewPrinter {
             name: input.name,
@@ -121,7 +122,7 @@ impl Mutation {
         id: ID,
         input: UpdatePrinterInput,
     ) -> Result<Printer> {
-        let viewer = viewer(ctx).await?;
+        let viewer = writer(ctx).await?;
         let id = existing(&id)?;
         let name = given("name", input.name)?;
         let patch = input.options.into_patch(name)?;
@@ -135,7 +136,7 @@ impl Mutation {
 
     /// Deletes a printer (its print history is kept); returns its id.
     async fn delete_printer(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
-        let viewer = viewer(ctx).await?;
+        let viewer = writer(ctx).await?;
         let row = existing(&id)?;
         request(ctx)?.service().delete_printer(viewer, row).await?;
         Ok(id)
@@ -143,7 +144,7 @@ impl Mutation {
 
     /// Hides a printer from the default list.
     async fn archive_printer(&self, ctx: &Context<'_>, id: ID) -> Result<Printer> {
-        let viewer = viewer(ctx).await?;
+        let viewer = writer(ctx).await?;
         let id = existing(&id)?;
         Ok(Printer(
             request(ctx)?
@@ -155,7 +156,7 @@ impl Mutation {
 
     /// Brings an archived printer back.
     async fn unarchive_printer(&self, ctx: &Context<'_>, id: ID) -> Result<Printer> {
-        let viewer = viewer(ctx).await?;
+        let viewer = writer(ctx).await?;
         let id = existing(&id)?;
         Ok(Printer(
             request(ctx)?

@@ -10,11 +10,12 @@ pub fn row_id(id: &ID) -> Option<i32> {
     id.parse::<i32>().ok().filter(|n| *n > 0)
 }
 
+/// The printer queries.
 #[derive(Default)]
-pub struct Query;
+pub struct PrinterQuery;
 
 #[Object]
-impl Query {
+impl PrinterQuery {
     /// The viewer's printers, ordered by id. (A list: counted 20 times its
     /// selection toward the complexity limit.)
     #[graphql(complexity = "20 * child_complexity")]

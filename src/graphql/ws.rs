@@ -62,14 +62,17 @@ pub mod close {
 
 /// The `Authorization` value in a `connection_init` payload, at the top
 /// level or under `headers`, in any case.
-fn payload_authorization(payload: &Value) -> Option<String> {
-    let find = |v: &Value| {
+fn payload_credentials(payload: &Value) -> (Option<String>, Option<String>) {
+    let find = |v: &Value, name: &str| {
         v.as_object()?
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| v.as_str().map(str::to_owned))
     };
-    find(payload).or_else(|| payload.get("headers").and_then(find))
+    let field = |name: &str| {
+        find(payload, name).or_else(|| payload.get("headers").and_then(|h| find(h, name)))
+    };
+    (field("authorization"), field(crate::auth::API_KEY_HEADER))
 }
 
 /// What `connection_init` decided, for the driver.
@@ -103,7 +106,11 @@ pub async fn subscribe(
     };
     let from_header = match identity {
         Some(axum::Extension(i)) => i,
-        None => state.identify(&axum::http::Extensions::new(), &headers),
+        None => {
+            state
+                .identify(&axum::http::Extensions::new(), &headers)
+                .await
+        }
     };
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
@@ -166,14 +173,19 @@ async fn drive(
     let mut protocol_stream =
         WebSocket::from_message_stream(state.gateway.schema().clone(), incoming, protocol)
             .on_connection_init(move |payload| async move {
-                let identity = match payload_authorization(&payload) {
-                    Some(v) => init_state.keys.identify(Some(&v)),
-                    None => from_header,
+                let identity = match payload_credentials(&payload) {
+                    (None, None) => from_header,
+                    (authorization, key) => {
+                        init_state
+                            .auth
+                            .identify(authorization.as_deref(), key.as_deref())
+                            .await
+                    }
                 };
                 let decided = match &identity {
-                    Identity::Verified(c) => Init::Accepted {
-                        sub: c.sub.clone(),
-                        exp: c.exp,
+                    Identity::Verified(_) | Identity::Key(_) => Init::Accepted {
+                        sub: identity.sub().unwrap_or_default().to_owned(),
+                        exp: identity.expires(),
                     },
                     Identity::Rejected(why) => Init::Refused(why.clone()),
                     Identity::Anonymous => {
@@ -397,8 +409,14 @@ mod tests {
             json!({"authorization": "Bearer a"}),
             json!({"headers": {"Authorization": "Bearer a"}}),
         ] {
-            assert_eq!(payload_authorization(&payload).as_deref(), Some("Bearer a"));
+            assert_eq!(payload_credentials(&payload).0.as_deref(), Some("Bearer a"));
         }
-        assert_eq!(payload_authorization(&json!({})), None);
+        assert_eq!(payload_credentials(&json!({})), (None, None));
+        assert_eq!(
+            payload_credentials(&json!({"headers": {"X-Api-Key": "pgk_a"}}))
+                .1
+                .as_deref(),
+            Some("pgk_a")
+        );
     }
 }

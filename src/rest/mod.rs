@@ -182,7 +182,7 @@ impl RestApi {
             return detail(StatusCode::NOT_FOUND, "Not found.");
         };
         let route = compiled.route;
-        let identity = state.identify(req.extensions(), req.headers());
+        let identity = state.identify(req.extensions(), req.headers()).await;
         // GraphQL names (variables and input fields) back to the REST names
         // the client used, for error bodies.
         let mut names: HashMap<String, String> = HashMap::new();
@@ -422,7 +422,9 @@ fn graphql_error(err: &ServerError, names: &HashMap<String, String>) -> Response
                 .unwrap_or_else(|| snake_case(&field));
             field_error(&key, message)
         }
-        Some(code::PRINTER_LIMIT_REACHED) => detail(StatusCode::FORBIDDEN, &err.message),
+        Some(code::PRINTER_LIMIT_REACHED | code::FORBIDDEN) => {
+            detail(StatusCode::FORBIDDEN, &err.message)
+        }
         Some(code::INTERNAL) => detail(StatusCode::INTERNAL_SERVER_ERROR, &err.message),
         // Anything else means a route's document and the schema disagree.
         _ => internal(&format!("REST operation failed: {}", err.message)),

@@ -12,7 +12,8 @@ use sea_orm::{
 use serde_json::Value;
 
 use super::printer_events::{LogEntry, classes, types};
-use super::{Service, now, rules};
+use super::rules::AlertOverwrite;
+use super::{Service, now, rules, webhooks};
 use crate::error::AppError;
 use crate::events::EventKind;
 
@@ -276,7 +277,7 @@ impl Service {
         match (report.current_print_ts, &current) {
             (None, _) => {}
             (Some(-1), Some(c)) => {
-                self.end_print(&p, c).await?;
+                self.end_print(&p, c, false).await?;
                 current_id = None;
                 print_changed = true;
             }
@@ -297,7 +298,7 @@ impl Service {
                         .exec(self.db())
                         .await?;
                 } else {
-                    self.end_print(&p, c).await?;
+                    self.end_print(&p, c, false).await?;
                     current_id = None;
                     if let Some(name) = filename.as_deref().or(Some(c.filename.as_str())) {
                         current_id = Some(self.start_print(&p, ts, name).await?);
@@ -324,7 +325,7 @@ impl Service {
                         self.mark_cancelled(id).await?;
                     }
                     if let Some(c) = print::Entity::find_by_id(id).one(self.db()).await? {
-                        self.end_print(&p, &c).await?;
+                        self.end_print(&p, &c, event == "PrintFailed").await?;
                     }
                     current_id = None;
                     print_changed = true;
@@ -411,7 +412,14 @@ impl Service {
     }
 
     /// Ends a print: finished unless it was cancelled; logged (ENDED).
-    async fn end_print(&self, p: &printer::Model, c: &print::Model) -> Result<(), AppError> {
+    /// To webhooks it failed when the agent said so (`failed`) or when it
+    /// was cancelled under a failure alert the user did not call false.
+    async fn end_print(
+        &self,
+        p: &printer::Model,
+        c: &print::Model,
+        failed: bool,
+    ) -> Result<(), AppError> {
         if c.cancelled_at.is_none() && c.finished_at.is_none() {
             print::Entity::update_many()
                 .col_expr(print::Column::FinishedAt, Expr::value(now()))
@@ -419,12 +427,20 @@ impl Service {
                 .exec(self.db())
                 .await?;
         }
-        let cancelled = print::Entity::find_by_id(c.id)
-            .one(self.db())
-            .await?
-            .is_some_and(|c| c.cancelled_at.is_some());
+        let ended = print::Entity::find_by_id(c.id).one(self.db()).await?;
+        let cancelled = ended.as_ref().is_some_and(|c| c.cancelled_at.is_some());
+        let alerted = ended.as_ref().is_some_and(|c| {
+            c.alerted_at.is_some()
+                && c.alert_overwrite.as_deref() != Some(AlertOverwrite::NotFailed.as_str())
+        });
         let entry = if cancelled {
-            LogEntry::of(types::ENDED).with(classes::WARNING, "Print Job Canceled")
+            LogEntry::of(types::ENDED)
+                .with(classes::WARNING, "Print Job Canceled")
+                .as_webhook(if failed || alerted {
+                    webhooks::types::PRINT_FAILED
+                } else {
+                    webhooks::types::PRINT_CANCELLED
+                })
         } else {
             LogEntry::of(types::ENDED)
         };
@@ -544,6 +560,8 @@ impl Service {
             title: clean(e.event_title, MAX_EVENT_TITLE_CHARS),
             text: clean(e.event_text, MAX_EVENT_TEXT_CHARS),
             info_url: clean(e.info_url, MAX_URL_CHARS),
+            webhook: None,
+            paused: None,
         };
         let id = self.log_event(&p, p.current_print_id, entry).await?.id;
         if id % TRIM_EVERY == 0 {

@@ -378,7 +378,8 @@ impl Service {
                 p,
                 Some(print.id),
                 LogEntry::of(types::FAILURE_ALERTED)
-                    .with_text("A possible failure was detected; the print was paused."),
+                    .with_text("A possible failure was detected; the print was paused.")
+                    .paused(true),
             )
             .await?;
             return Ok((true, true));
@@ -416,7 +417,8 @@ impl Service {
                 Some(print.id),
                 LogEntry::of(types::FAILURE_ALERTED)
                     .with(class, "Possible Failure Detected")
-                    .with_text(text),
+                    .with_text(text)
+                    .paused(false),
             )
             .await?;
         }

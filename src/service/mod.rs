@@ -6,6 +6,7 @@
 //! GraphQL or JSON wire formats.
 
 mod agent;
+mod api_keys;
 mod commands;
 pub mod detection;
 pub mod prediction;
@@ -14,6 +15,7 @@ pub mod printer_events;
 mod printers;
 pub mod rules;
 mod status_writer;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,19 +29,54 @@ use crate::error::AppError;
 use crate::events::{Event, EventBus, EventKind};
 
 pub use agent::{AgentSession, GCodeFile, PrinterEvent, StatusReport};
+pub use api_keys::{ApiKeyScope, KeyPrincipal, NewApiKey, is_api_key};
 pub use commands::{AgentCommand, CommandDelivery, NoAgents};
 pub use printers::{ActionOutcome, NewPrinter, PrinterAction, PrinterPatch};
 pub use rules::{ActionOnFailure, AlertOverwrite};
 
-/// The authenticated user a request acts for.
+/// The authenticated user a request acts for, and the credential it came
+/// with.
 #[derive(Debug, Clone)]
 pub struct Viewer {
     pub user: user::Model,
+    pub via: Credential,
+}
+
+/// What a request authenticated with: what it may do depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// A JWT from the identity provider (or minted by `printgate token`):
+    /// the user in person, allowed everything.
+    Session,
+    /// One of the user's API keys; `write` is its scope.
+    ApiKey { id: i32, write: bool },
 }
 
 impl Viewer {
     pub fn id(&self) -> i32 {
         self.user.id
+    }
+
+    /// Refuses a READ API key: every write the viewer makes asks this
+    /// first (the one place the scope is checked).
+    pub fn may_write(&self) -> Result<(), AppError> {
+        match self.via {
+            Credential::ApiKey { write: false, .. } => Err(AppError::Forbidden(
+                "This API key is read-only (scope READ): it cannot run mutations.".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses every API key: managing keys and webhooks (which hold
+    /// secrets) takes the user's own session.
+    pub fn in_person(&self) -> Result<(), AppError> {
+        match self.via {
+            Credential::ApiKey { .. } => Err(AppError::Forbidden(
+                "API keys cannot manage API keys or webhooks; use a session token (JWT).".into(),
+            )),
+            Credential::Session => Ok(()),
+        }
     }
 }
 
@@ -57,12 +94,22 @@ type ViewerCache = Mutex<HashMap<(String, Option<String>), (Instant, Viewer)>>;
 pub struct ServiceLimits {
     /// Most printers one user may have (archived ones count).
     pub max_printers_per_user: u64,
+    /// Most unrevoked API keys one user may have.
+    pub max_api_keys_per_user: u64,
+    /// Most webhook endpoints one user may have.
+    pub max_webhooks_per_user: u64,
+    /// Most deliveries one endpoint may have waiting; past it new events
+    /// for that endpoint are recorded as failed ("queue full").
+    pub max_pending_deliveries: u64,
 }
 
 impl Default for ServiceLimits {
     fn default() -> Self {
         Self {
             max_printers_per_user: 1000,
+            max_api_keys_per_user: 50,
+            max_webhooks_per_user: 20,
+            max_pending_deliveries: 1000,
         }
     }
 }
@@ -82,6 +129,11 @@ pub struct Service {
     /// subscriber of that printer shares the one read.
     shared_reads: Arc<SharedReads>,
     status_writer: status_writer::Writer,
+    /// Verified API keys (briefly) and when each was last recorded used.
+    keys: Arc<api_keys::KeyCache>,
+    webhook_settings: Arc<webhooks::WebhookSettings>,
+    /// Nudges this instance's delivery worker when an event was queued.
+    webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Most printers whose shared read is kept; past it the map starts over
@@ -106,6 +158,9 @@ impl Service {
             instance: uuid::Uuid::new_v4().simple().to_string().into(),
             shared_reads: Arc::default(),
             status_writer: Arc::default(),
+            keys: Arc::default(),
+            webhook_settings: Arc::default(),
+            webhook_wake: Arc::default(),
         }
     }
 
@@ -155,6 +210,11 @@ impl Service {
     }
 
     /// The same service with other limits.
+    pub fn with_webhooks(mut self, settings: webhooks::WebhookSettings) -> Self {
+        self.webhook_settings = Arc::new(settings);
+        self
+    }
+
     pub fn with_limits(mut self, limits: ServiceLimits) -> Self {
         self.limits = limits;
         self
@@ -288,7 +348,10 @@ impl Service {
                     .ok_or_else(|| AppError::internal("user vanished right after insert"))?
             }
         };
-        Ok(Viewer { user })
+        Ok(Viewer {
+            user,
+            via: Credential::Session,
+        })
     }
 }
 

@@ -1,16 +1,17 @@
 //! The printer's event log (detection.md §5): a record for each print
 //! start and end, pause and resume the agent reports, filament change,
 //! failure alert, mute and unmute, and each event the agent posts. Every
-//! record is published, so `printerEvent` subscribers (and, later,
-//! webhooks) hear it.
+//! record is published, so `printerEvent` subscribers hear it, and the
+//! ones that are webhook events are queued for the owner's endpoints.
 
-use entity::{printer, printer_event};
+use entity::{print, printer, printer_event};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, TransactionTrait,
 };
+use serde_json::json;
 
-use super::{Service, Viewer, now};
+use super::{Service, Viewer, now, webhooks};
 use crate::error::AppError;
 use crate::events::EventKind;
 
@@ -47,6 +48,11 @@ pub struct LogEntry {
     pub title: Option<String>,
     pub text: Option<String>,
     pub info_url: Option<String>,
+    /// The webhook event it is, when not the type's own (a print that
+    /// ended cancelled or failed).
+    pub webhook: Option<&'static str>,
+    /// For a failure alert: whether the print was paused.
+    pub paused: Option<bool>,
 }
 
 impl LogEntry {
@@ -57,7 +63,33 @@ impl LogEntry {
             title: None,
             text: None,
             info_url: None,
+            webhook: None,
+            paused: None,
         }
+    }
+
+    /// Reports it to webhooks as `event_type`.
+    pub fn as_webhook(mut self, event_type: &'static str) -> Self {
+        self.webhook = Some(event_type);
+        self
+    }
+
+    /// A failure alert that did (or did not) pause the print.
+    pub fn paused(mut self, paused: bool) -> Self {
+        self.paused = Some(paused);
+        self
+    }
+
+    /// The webhook event this record is, if any.
+    fn webhook_type(&self) -> Option<&'static str> {
+        use super::webhooks::types as hook;
+        self.webhook.or(match self.event_type.as_str() {
+            types::STARTED => Some(hook::PRINT_STARTED),
+            types::ENDED => Some(hook::PRINT_FINISHED),
+            types::FAILURE_ALERTED => Some(hook::FAILURE_ALERTED),
+            types::FILAMENT_CHANGE => Some(hook::FILAMENT_CHANGE),
+            _ => None,
+        })
     }
 
     pub fn with_text(mut self, text: impl Into<String>) -> Self {
@@ -98,13 +130,16 @@ pub struct EventPage {
 
 impl Service {
     /// Writes a record for printer `p` (and its print, if any) and
-    /// publishes it.
+    /// publishes it; one that is a webhook event is queued for the
+    /// owner's endpoints in the same transaction.
     pub(super) async fn log_event(
         &self,
         p: &printer::Model,
         print_id: Option<i32>,
         entry: LogEntry,
     ) -> Result<printer_event::Model, AppError> {
+        let hook = entry.webhook_type();
+        let paused = entry.paused;
         let (class, title) = defaults(&entry.event_type);
         let row = printer_event::ActiveModel {
             printer_id: Set(p.id),
@@ -117,7 +152,31 @@ impl Service {
             created_at: Set(now()),
             ..Default::default()
         };
-        let stored = row.insert(self.db()).await?;
+        let Some(hook) = hook else {
+            let stored = row.insert(self.db()).await?;
+            self.publish(p, EventKind::Logged { record: stored.id });
+            return Ok(stored);
+        };
+        let txn = self.db().begin().await?;
+        let stored = row.insert(&txn).await?;
+        let mut data = json!({"printer": webhooks::printer_data(p)});
+        if let Some(id) = print_id
+            && let Some(run) = print::Entity::find_by_id(id).one(&txn).await?
+        {
+            data["print"] = webhooks::print_data(&run);
+        }
+        if let Some(paused) = paused {
+            data["paused"] = paused.into();
+            data["normalized_p"] = p.normalized_p.into();
+        }
+        if let Some(text) = &stored.event_text {
+            data["text"] = text.as_str().into();
+        }
+        let queued = self.enqueue(&txn, p.user_id, hook, data, None).await?;
+        txn.commit().await?;
+        if queued.is_some() {
+            self.wake_webhooks();
+        }
         self.publish(p, EventKind::Logged { record: stored.id });
         Ok(stored)
     }

@@ -208,7 +208,20 @@ impl Service {
         let created = printer::Entity::insert(row)
             .exec_with_returning(&txn)
             .await?;
+        let hook = serde_json::json!({"printer": super::webhooks::printer_data(&created)});
+        let queued = self
+            .enqueue(
+                &txn,
+                viewer.id(),
+                super::webhooks::types::PRINTER_CREATED,
+                hook,
+                None,
+            )
+            .await?;
         txn.commit().await?;
+        if queued.is_some() {
+            self.wake_webhooks();
+        }
         self.publish(&created, EventKind::Created);
         Ok(created)
     }
@@ -253,18 +266,33 @@ impl Service {
     /// working, and its prints keep their history.
     pub async fn delete_printer(&self, viewer: &Viewer, id: i32) -> Result<(), AppError> {
         let txn = self.db().begin().await?;
-        let res = printer::Entity::update_many()
+        let Some(deleted) = printer::Entity::update_many()
             .col_expr(printer::Column::DeletedAt, Expr::value(now()))
             .filter(printer::Column::Id.eq(id))
             .filter(printer::Column::UserId.eq(viewer.id()))
             .filter(printer::Column::DeletedAt.is_null())
-            .exec(&txn)
-            .await?;
-        if res.rows_affected == 0 {
+            .exec_with_returning(&txn)
+            .await?
+            .into_iter()
+            .next()
+        else {
             return Err(AppError::NotFound);
-        }
+        };
         bump_version(&txn, viewer.id()).await?;
+        let hook = serde_json::json!({"printer": super::webhooks::printer_data(&deleted)});
+        let queued = self
+            .enqueue(
+                &txn,
+                viewer.id(),
+                super::webhooks::types::PRINTER_DELETED,
+                hook,
+                None,
+            )
+            .await?;
         txn.commit().await?;
+        if queued.is_some() {
+            self.wake_webhooks();
+        }
         self.events.publish(Event {
             printer_id: id,
             user_id: viewer.id(),

@@ -332,6 +332,7 @@ mod tests {
             normalized_p: 0.0,
             pic_at: None,
             agent_instance: None,
+            online_announced: false,
         }
     }
 

@@ -15,6 +15,8 @@ pub const METRICS_TOKEN: &str = "metrics-token-for-tests";
 
 pub struct TestApp {
     pub url: String,
+    /// The database the app runs on (another instance can share it).
+    pub database_url: String,
     pub client: reqwest::Client,
     pub keys: JwtKeys,
     pub db: DatabaseConnection,
@@ -111,6 +113,7 @@ pub fn test_config(dir: &std::path::Path, url: String) -> Config {
         cors_origins: Vec::new(),
         trusted_documents: None,
         detection: None,
+        webhooks: Default::default(),
         guards: printgate::config::Guards {
             metrics_token: Some(METRICS_TOKEN.into()),
             ..Default::default()
@@ -149,6 +152,7 @@ impl TestApp {
             Some(u) => (u, None),
             None => fresh_database(dir.path()).await,
         };
+        let database_url = db_url.clone();
         let mut config = test_config(dir.path(), db_url);
         adjust(&mut config);
         let app = Application::build(config).await.expect("app builds");
@@ -157,6 +161,7 @@ impl TestApp {
         tokio::spawn(app.run_until(std::future::pending()));
         Self {
             url,
+            database_url,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agents;
+mod api_keys;
 mod architecture;
 mod auth;
 mod cluster;
@@ -19,3 +20,4 @@ mod rest;
 mod schema_file;
 mod security;
 mod statements;
+mod webhooks;
