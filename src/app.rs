@@ -132,14 +132,37 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
             Some(e) => json!({"ml": "failing", "detail": crate::metrics::truncated(&e)}),
         }
     });
+    // Tokens from the identity provider cannot be checked until its keys
+    // were fetched once; after that an unreachable IdP is reported, and
+    // the keys there were keep working.
+    let jwks = state.keys.jwks().map(|j| j.status());
+    if let (Ok(Ok(())), Some(j)) = (&ping, &jwks)
+        && j.loaded_at.is_none()
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "detail": "The identity provider's signing keys (JWKS) could not be fetched yet.",
+                "jwks": {"error": j.last_error},
+            })),
+        );
+    }
     match ping {
-        Ok(Ok(())) => (
-            StatusCode::OK,
-            Json(match detection {
-                Some(d) => json!({"status": "ready", "detection": d}),
-                None => json!({"status": "ready"}),
-            }),
-        ),
+        Ok(Ok(())) => {
+            let mut body = json!({"status": "ready"});
+            if let Some(d) = detection {
+                body["detection"] = d;
+            }
+            if let Some(j) = jwks {
+                body["jwks"] = json!({
+                    "keys": j.keys,
+                    "loaded_at": j.loaded_at.map(|t| t.to_rfc3339()),
+                    "error": j.last_error,
+                });
+            }
+            (StatusCode::OK, Json(body))
+        }
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "unavailable", "detail": "The database does not answer."})),

@@ -96,7 +96,7 @@ impl Authenticator {
                 Err(e) => Identity::Rejected(e.client_message()),
             };
         }
-        self.jwt.identify(authorization)
+        self.jwt.identify(authorization).await
     }
 }
 
@@ -106,6 +106,9 @@ pub struct JwtKeys {
     decoding: DecodingKey,
     encoding: Option<EncodingKey>,
     validation: Validation,
+    /// The identity provider's keys, when they come from a JWKS URL.
+    jwks: Option<Arc<Jwks>>,
+    claims: crate::config::ClaimNames,
     /// A key for signing snapshot URLs: derived from the HS256 secret (so
     /// every instance sharing the secret agrees), else random per process.
     url_key: Vec<u8>,
@@ -152,7 +155,17 @@ impl JwtKeys {
     /// key configured, a development secret is read from (or created in)
     /// `dev_secret_path`.
     pub fn load(config: &JwtConfig) -> Result<Self, KeyError> {
-        let mut keys = if let Some(path) = &config.public_key {
+        let mut keys = if let Some(url) = &config.jwks_url {
+            Self {
+                // Unused: every token is checked with its `kid`'s key.
+                decoding: DecodingKey::from_secret(&rand::random::<[u8; 32]>()),
+                encoding: None,
+                validation: Validation::new(Algorithm::RS256),
+                jwks: Some(Jwks::start(url)),
+                claims: Default::default(),
+                url_key: rand::random::<[u8; 32]>().to_vec(),
+            }
+        } else if let Some(path) = &config.public_key {
             let pem = std::fs::read(path).map_err(|source| KeyError::Io {
                 path: path.clone(),
                 source,
@@ -168,6 +181,8 @@ impl JwtKeys {
                 decoding,
                 encoding: None,
                 validation: Validation::new(alg),
+                jwks: None,
+                claims: Default::default(),
                 url_key: rand::random::<[u8; 32]>().to_vec(),
             }
         } else {
@@ -183,7 +198,13 @@ impl JwtKeys {
         };
         // What is configured is required: a token without the claim is
         // refused, not waved through.
-        let mut required = vec!["exp", "sub"];
+        keys.claims = config.claims.clone();
+        let mut required = vec!["exp"];
+        // The user claim is checked by name below; `sub` is also a
+        // registered claim jsonwebtoken can require itself.
+        if keys.claims.user == "sub" {
+            required.push("sub");
+        }
         if let Some(iss) = &config.issuer {
             keys.validation.set_issuer(&[iss]);
             required.push("iss");
@@ -196,7 +217,7 @@ impl JwtKeys {
         keys.validation.validate_nbf = true;
         if let Some(secret) = &config.url_secret {
             keys.url_key = derive_key(secret.as_bytes(), b"printgate snapshot urls");
-        } else if config.public_key.is_some() {
+        } else if config.public_key.is_some() || config.jwks_url.is_some() {
             // Verifying keys cannot sign: without a shared secret the URL
             // key is this process's own, and links fail on other instances
             // and after a restart.
@@ -219,6 +240,8 @@ impl JwtKeys {
             decoding: DecodingKey::from_secret(secret),
             encoding: Some(EncodingKey::from_secret(secret)),
             validation,
+            jwks: None,
+            claims: Default::default(),
             url_key: derive_key(secret, b"printgate snapshot urls"),
         }
     }
@@ -228,13 +251,48 @@ impl JwtKeys {
         &self.url_key
     }
 
+    /// The JWKS source, when tokens are verified with one.
+    pub fn jwks(&self) -> Option<&Arc<Jwks>> {
+        self.jwks.as_ref()
+    }
+
     /// Verifies a token; the error text is safe to show to its sender.
-    pub fn verify(&self, token: &str) -> Result<Claims, String> {
-        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
-            Ok(data) if data.claims.sub.trim().is_empty() => {
-                Err("Invalid token: empty sub claim.".into())
+    pub async fn verify(&self, token: &str) -> Result<Claims, String> {
+        let Some(jwks) = &self.jwks else {
+            return self.verify_with(token, &self.decoding, &self.validation);
+        };
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "Invalid token.".to_owned())?;
+        let kid = header.kid.unwrap_or_default();
+        let key = match jwks.key(&kid) {
+            Some(k) => k,
+            None => {
+                // A key the IdP has just rotated in: look once more (at
+                // most every few seconds, however many tokens ask).
+                jwks.refresh_for(&kid).await;
+                jwks.key(&kid).ok_or_else(|| {
+                    "Invalid token: signed by a key the identity provider does not publish (unknown kid)."
+                        .to_owned()
+                })?
             }
-            Ok(data) => Ok(data.claims),
+        };
+        if header.alg != key.1 {
+            return Err("Invalid token: algorithm not accepted.".into());
+        }
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![key.1];
+        self.verify_with(token, &key.0, &validation)
+    }
+
+    fn verify_with(
+        &self,
+        token: &str,
+        key: &DecodingKey,
+        validation: &Validation,
+    ) -> Result<Claims, String> {
+        match jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            token, key, validation,
+        ) {
+            Ok(data) => claims_of(&data.claims, &self.claims),
             Err(e) => Err(match e.kind() {
                 ErrorKind::ExpiredSignature => "Token has expired.".into(),
                 ErrorKind::InvalidSignature => "Invalid token: bad signature.".into(),
@@ -266,7 +324,7 @@ impl JwtKeys {
     }
 
     /// Reads the `Authorization` header value into an [`Identity`].
-    pub fn identify(&self, authorization: Option<&str>) -> Identity {
+    pub async fn identify(&self, authorization: Option<&str>) -> Identity {
         let Some(value) = authorization else {
             return Identity::Anonymous;
         };
@@ -275,7 +333,7 @@ impl JwtKeys {
                 "Invalid Authorization header: expected \"Bearer <token>\".".into(),
             );
         };
-        match self.verify(token) {
+        match self.verify(token).await {
             Ok(claims) => Identity::Verified(claims),
             Err(why) => Identity::Rejected(why),
         }
@@ -296,6 +354,248 @@ pub fn credentials(headers: &axum::http::HeaderMap) -> (Option<&str>, Option<&st
 
 /// The header legacy Obico clients and scripts send their key in.
 pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// The claims printgate uses, read from the configured claim names (a
+/// numeric user id is taken as its decimal text).
+fn claims_of(
+    map: &serde_json::Map<String, serde_json::Value>,
+    names: &crate::config::ClaimNames,
+) -> Result<Claims, String> {
+    use serde_json::Value;
+    let sub = match map.get(&names.user) {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(_)) => {
+            return Err(format!("Invalid token: empty {} claim.", names.user));
+        }
+        _ => return Err(format!("Invalid token: missing {} claim.", names.user)),
+    };
+    Ok(Claims {
+        sub,
+        email: map
+            .get(&names.email)
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        exp: map.get("exp").and_then(Value::as_i64),
+        iat: map.get("iat").and_then(Value::as_i64),
+    })
+}
+
+/// Least time between two fetches of the JWKS document for unknown `kid`s.
+pub const JWKS_MIN_REFRESH: Duration = Duration::from_secs(5);
+/// How long a document without cache headers is kept.
+const JWKS_DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// The bounds on what cache headers may ask.
+const JWKS_TTL_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(60), Duration::from_secs(24 * 3600));
+/// After a failed fetch, the next try.
+const JWKS_RETRY: Duration = Duration::from_secs(30);
+/// Most keys kept from one document.
+const JWKS_MAX_KEYS: usize = 100;
+
+/// An identity provider's published signing keys, by `kid`: fetched at
+/// start (in the background: an unreachable IdP does not stop start-up),
+/// again when the document's cache time ends, and when a token names an
+/// unknown `kid` (at most every [`JWKS_MIN_REFRESH`]). A failed fetch
+/// keeps the keys there were.
+pub struct Jwks {
+    url: String,
+    client: reqwest::Client,
+    keys: std::sync::RwLock<std::collections::HashMap<String, (DecodingKey, Algorithm)>>,
+    /// When the document was last fetched successfully, and the last
+    /// failure since.
+    status: std::sync::Mutex<JwksStatus>,
+    /// One fetch at a time; holds when the last fetch for an unknown
+    /// `kid` started (scheduled fetches do not count: a rotation right
+    /// after one is still picked up).
+    fetching: tokio::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// What readiness reports of the JWKS.
+#[derive(Debug, Clone, Default)]
+pub struct JwksStatus {
+    pub loaded_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub keys: usize,
+    pub fetches: u64,
+    pub last_error: Option<String>,
+}
+
+impl Jwks {
+    /// Starts fetching `url` (the first fetch and the refreshes run on a
+    /// background task when a runtime is there).
+    pub fn start(url: &str) -> Arc<Self> {
+        let jwks = Arc::new(Self {
+            url: url.to_owned(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+            keys: Default::default(),
+            status: Default::default(),
+            fetching: tokio::sync::Mutex::new(None),
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&jwks);
+            rt.spawn(async move {
+                loop {
+                    let Some(j) = weak.upgrade() else { return };
+                    let wait = j.fetch().await;
+                    drop(j);
+                    tokio::time::sleep(wait).await;
+                }
+            });
+        }
+        jwks
+    }
+
+    /// The key a `kid` names and its algorithm.
+    fn key(&self, kid: &str) -> Option<(DecodingKey, Algorithm)> {
+        self.keys.read().ok()?.get(kid).cloned()
+    }
+
+    pub fn status(&self) -> JwksStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Fetches again for an unknown `kid`, unless a fetch started less
+    /// than [`JWKS_MIN_REFRESH`] ago (then waits for that one).
+    async fn refresh_for(&self, kid: &str) {
+        let mut last = self.fetching.lock().await;
+        // Another request may have fetched while this one waited.
+        if last.is_some_and(|at| at.elapsed() < JWKS_MIN_REFRESH) || self.key(kid).is_some() {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        self.fetch_locked().await;
+    }
+
+    /// One scheduled fetch; returns how long until the next one is due.
+    async fn fetch(&self) -> Duration {
+        let _one_at_a_time = self.fetching.lock().await;
+        self.fetch_locked().await
+    }
+
+    /// A fetch, with the fetch lock held by the caller.
+    async fn fetch_locked(&self) -> Duration {
+        let result = self.download().await;
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.fetches += 1;
+        match result {
+            Ok((keys, ttl)) => {
+                status.keys = keys.len();
+                status.loaded_at = Some(chrono::Utc::now());
+                status.last_error = None;
+                if let Ok(mut k) = self.keys.write() {
+                    *k = keys;
+                }
+                ttl
+            }
+            Err(why) => {
+                tracing::warn!(url = %self.url, error = %why, "could not fetch the JWKS; keeping the keys there were");
+                status.last_error = Some(why);
+                JWKS_RETRY
+            }
+        }
+    }
+
+    async fn download(
+        &self,
+    ) -> Result<
+        (
+            std::collections::HashMap<String, (DecodingKey, Algorithm)>,
+            Duration,
+        ),
+        String,
+    > {
+        let resp = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(|e| format!("{e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("the JWKS URL answered {}", resp.status()));
+        }
+        let ttl = resp
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age)
+            .unwrap_or(JWKS_DEFAULT_TTL)
+            .clamp(JWKS_TTL_BOUNDS.0, JWKS_TTL_BOUNDS.1);
+        let doc: serde_json::Value = resp.json().await.map_err(|e| format!("{e}"))?;
+        let mut keys = std::collections::HashMap::new();
+        for raw in doc["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(JWKS_MAX_KEYS)
+        {
+            // One key printgate cannot use (an encryption key, an
+            // unknown type) does not spoil the others.
+            let Ok(jwk) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(raw.clone()) else {
+                continue;
+            };
+            if matches!(
+                jwk.common.public_key_use,
+                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+            ) {
+                continue;
+            }
+            let Some(alg) = jwk_algorithm(&jwk) else {
+                continue;
+            };
+            let (Some(kid), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(&jwk))
+            else {
+                continue;
+            };
+            keys.insert(kid, (key, alg));
+        }
+        if keys.is_empty() {
+            return Err("the JWKS document holds no usable signing key".into());
+        }
+        Ok((keys, ttl))
+    }
+}
+
+/// The algorithm a published key verifies: its `alg`, else what its type
+/// implies. Symmetric keys are never taken from a JWKS.
+fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
+    use jsonwebtoken::jwk::{AlgorithmParameters as P, EllipticCurve as C};
+    let implied = match &jwk.algorithm {
+        P::RSA(_) => Algorithm::RS256,
+        P::EllipticCurve(ec) if ec.curve == C::P256 => Algorithm::ES256,
+        P::EllipticCurve(ec) if ec.curve == C::P384 => Algorithm::ES384,
+        P::OctetKeyPair(okp) if okp.curve == C::Ed25519 => Algorithm::EdDSA,
+        _ => return None,
+    };
+    let alg = match jwk.common.key_algorithm {
+        Some(k) => Algorithm::try_from(k).ok()?,
+        None => implied,
+    };
+    let family = |a: Algorithm| match a {
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => 1,
+        Algorithm::ES256 | Algorithm::ES384 => 2,
+        Algorithm::EdDSA => 3,
+        _ => 0,
+    };
+    (family(alg) == family(implied) && family(alg) != 0).then_some(alg)
+}
+
+/// The `max-age` of a `Cache-Control` value.
+fn max_age(value: &str) -> Option<Duration> {
+    value.split(',').find_map(|d| {
+        let (k, v) = d.trim().split_once('=')?;
+        k.eq_ignore_ascii_case("max-age")
+            .then(|| v.trim().parse().ok().map(Duration::from_secs))
+            .flatten()
+    })
+}
 
 /// A key for another purpose, derived from the secret with HMAC-SHA256.
 fn derive_key(secret: &[u8], purpose: &[u8]) -> Vec<u8> {
@@ -367,19 +667,28 @@ mod tests {
         assert_eq!(bearer_token("Bearer"), None);
     }
 
-    #[test]
-    fn minted_tokens_verify_and_foreign_ones_do_not() {
+    #[tokio::test]
+    async fn minted_tokens_verify_and_foreign_ones_do_not() {
         let keys = JwtKeys::from_secret(b"one");
         let other = JwtKeys::from_secret(b"two");
         let token = keys
             .mint("alice", Some("a@example.com"), Duration::from_secs(60))
             .unwrap_or_default();
-        let claims = keys.verify(&token);
+        let claims = keys.verify(&token).await;
         assert_eq!(claims.map(|c| c.sub).ok().as_deref(), Some("alice"));
         assert_eq!(
-            other.verify(&token).err().as_deref(),
+            other.verify(&token).await.err().as_deref(),
             Some("Invalid token: bad signature.")
         );
+    }
+
+    #[test]
+    fn cache_control_max_age_is_read() {
+        assert_eq!(
+            max_age("public, max-age=600"),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(max_age("no-cache"), None);
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub enum Command {
     /// Run a simulated ML service (for demos and tests: it "sees" only
     /// what `simulate`'s cameras show).
     MlSim(crate::mlsim::MlSimArgs),
+    /// Receive webhooks and print each verified event (for demos and
+    /// trying webhooks out).
+    WebhookReceiver(crate::receiver::ReceiverArgs),
 }
 
 /// Arguments of `printgate token`.
@@ -77,6 +80,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         }
         Command::Demo(args) => crate::demo::run(config.bind, args).await?,
         Command::MlSim(args) => crate::mlsim::run(args).await?,
+        Command::WebhookReceiver(args) => crate::receiver::run(args).await?,
         Command::Simulate(args) => {
             let counters = crate::simulate::run(args).await?;
             tracing::info!(?counters, "simulation finished");

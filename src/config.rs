@@ -68,6 +68,28 @@ pub struct Settings {
     /// identity provider, instead of the HS256 secret.
     #[arg(long, env = "PRINTGATE_JWT_PUBLIC_KEY", global = true)]
     pub jwt_public_key: Option<PathBuf>,
+    /// An identity provider's JWKS URL (e.g. a Keycloak realm's
+    /// `.../protocol/openid-connect/certs`): tokens are verified with the
+    /// key their `kid` names (RS256, ES256, EdDSA, ...), the document
+    /// cached as its headers say and fetched again for an unknown `kid`.
+    #[arg(long, env = "PRINTGATE_JWT_JWKS_URL", global = true)]
+    pub jwt_jwks_url: Option<String>,
+    /// The claim that names the user.
+    #[arg(
+        long,
+        env = "PRINTGATE_JWT_USER_CLAIM",
+        default_value = "sub",
+        global = true
+    )]
+    pub jwt_user_claim: String,
+    /// The claim that holds the user's email.
+    #[arg(
+        long,
+        env = "PRINTGATE_JWT_EMAIL_CLAIM",
+        default_value = "email",
+        global = true
+    )]
+    pub jwt_email_claim: String,
     /// Required `iss` claim, if set.
     #[arg(long, env = "PRINTGATE_JWT_ISSUER", global = true)]
     pub jwt_issuer: Option<String>,
@@ -430,6 +452,28 @@ pub struct JwtConfig {
     pub production: bool,
     /// Where the development secret is kept when no secret is configured.
     pub dev_secret_path: PathBuf,
+    /// An identity provider's JWKS document: keys by `kid`, refreshed.
+    pub jwks_url: Option<String>,
+    /// Which claims name the user and the email.
+    pub claims: ClaimNames,
+}
+
+/// Which token claims printgate reads the user from.
+#[derive(Debug, Clone)]
+pub struct ClaimNames {
+    /// The claim naming the user (default `sub`).
+    pub user: String,
+    /// The claim holding the email (default `email`).
+    pub email: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            user: "sub".into(),
+            email: "email".into(),
+        }
+    }
 }
 
 impl Settings {
@@ -539,6 +583,11 @@ impl Settings {
                 url_secret: self.url_signing_secret.clone().filter(|s| !s.is_empty()),
                 production,
                 dev_secret_path: dev_secret_path(&self.database_url),
+                jwks_url: self.jwt_jwks_url.clone().filter(|u| !u.is_empty()),
+                claims: ClaimNames {
+                    user: self.jwt_user_claim.clone(),
+                    email: self.jwt_email_claim.clone(),
+                },
             },
         }
     }

@@ -28,6 +28,10 @@ pub struct DemoArgs {
     /// How many simulated printers.
     #[arg(long, default_value_t = 4)]
     pub printers: usize,
+    /// Where the demo's webhook endpoint posts every event (start
+    /// `printgate webhook-receiver` there, as the demo says).
+    #[arg(long, default_value = "http://127.0.0.1:8788/webhook")]
+    pub webhook_url: String,
     /// Time between each printer's status messages.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
@@ -61,6 +65,8 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
             url_secret: None,
             production: false,
             dev_secret_path: dir.join("secret"),
+            jwks_url: None,
+            claims: Default::default(),
         },
     };
     // A simulated ML service in process, so detection runs with no setup.
@@ -85,6 +91,11 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
         queue: 64,
         concurrency: 2,
     });
+    // Short retries: a receiver started after an event still gets it soon.
+    config.webhooks.settings.retry_schedule = [0, 2, 5, 10, 30, 60, 120, 300, 600, 1800]
+        .into_iter()
+        .map(Duration::from_secs)
+        .collect();
     let app = Application::build(config).await?;
     let addr = app.local_addr()?;
     let service = app.state().gateway.service().clone();
@@ -112,6 +123,24 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
             .map_err(|e| format!("{e:?}"))?;
         tokens.push(p.auth_token);
     }
+    let (_, secret) = service
+        .create_webhook(
+            &viewer,
+            crate::service::webhooks::NewWebhook {
+                url: args.webhook_url.clone(),
+                events: crate::service::webhooks::types::ALL
+                    .iter()
+                    .map(|t| (*t).to_owned())
+                    .collect(),
+                description: Some("printgate demo".into()),
+            },
+        )
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let listen = reqwest::Url::parse(&args.webhook_url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_else(|| "127.0.0.1:8788".into());
     let token = keys.mint(DEMO_USER, Some(DEMO_USER), Duration::from_secs(12 * 3600))?;
     let base = format!("http://{addr}");
     println!(
@@ -125,6 +154,11 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
     println!("  Within a minute the first printer fails: printgate's failure detector");
     println!("  (against a simulated ML service) alerts and pauses it. Watch it with");
     println!("    subscription {{ printerEvent {{ type class title text }} }}");
+    println!();
+    println!("  Webhooks: every event, the failure alert too, is posted signed to");
+    println!("  {}. Receive and verify them with:", args.webhook_url);
+    println!("    printgate webhook-receiver --listen {listen} --secret {secret}");
+    println!("  (or the stock standardwebhooks library: docs/integrations.md)");
     println!();
     println!("  The REST paths:");
     println!("    curl -H \"Authorization: Bearer {token}\" {base}/api/v1/printers/");

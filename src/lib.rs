@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod mlsim;
 pub mod ratelimit;
 pub mod readcache;
+pub mod receiver;
 pub mod responses;
 pub mod rest;
 pub mod server;

@@ -170,6 +170,7 @@ fn only_the_commands_import_the_app() {
     let allowed = [
         "src/cli.rs",
         "src/demo.rs",
+        "src/receiver.rs",
         "src/main.rs",
         "src/lib.rs",
         "src/app.rs",

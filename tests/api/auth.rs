@@ -209,6 +209,8 @@ fn production_refuses_short_secrets_and_a_public_key_without_a_url_secret() {
         url_secret: None,
         production: true,
         dev_secret_path: dir.path().join("s"),
+        jwks_url: None,
+        claims: Default::default(),
     };
     assert!(matches!(
         JwtKeys::load(&config(Some("too-short"), None)),

@@ -127,6 +127,8 @@ pub fn test_config(dir: &std::path::Path, url: String) -> Config {
             url_secret: None,
             production: false,
             dev_secret_path: dir.join("secret"),
+            jwks_url: None,
+            claims: Default::default(),
         },
     }
 }

@@ -11,6 +11,7 @@ mod cluster;
 mod detection;
 mod helpers;
 mod isolation;
+mod jwks;
 mod limits;
 mod migrations;
 mod operations;

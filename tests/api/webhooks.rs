@@ -638,3 +638,83 @@ async fn two_instances_deliver_each_event_once_per_endpoint() {
     ids.dedup();
     assert_eq!((total, ids.len()), (10, 10), "each event once");
 }
+
+#[tokio::test]
+async fn an_agent_brings_online_print_and_offline_events_after_the_grace() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let app = TestApp::spawn_with(None, |c| {
+        c.webhooks.settings.offline_grace = Duration::from_secs(2);
+    })
+    .await;
+    let rx = Receiver::start(Behaviour::default()).await;
+    let alice = app.token("alice");
+    let (_, secret) = endpoint(
+        &app,
+        &alice,
+        &rx.url,
+        json!([
+            "PRINTER_ONLINE",
+            "PRINTER_OFFLINE",
+            "PRINT_STARTED",
+            "PRINT_FINISHED",
+            "PRINT_FAILED"
+        ]),
+    )
+    .await;
+    let made = app
+        .gql(
+            Some(&alice),
+            "mutation { createPrinter(input: {name: \"MK4\"}) { id authToken } }",
+            json!({}),
+        )
+        .await;
+    let auth = made["data"]["createPrinter"]["authToken"].as_str().unwrap();
+    let connect = || {
+        let mut req = format!("{}/ws/dev/", app.url.replace("http://", "ws://"))
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("bearer {auth}").parse().unwrap());
+        async move { tokio_tungstenite::connect_async(req).await.unwrap().0 }
+    };
+    let status = |ts: i64, printing: bool| {
+        json!({"_ts": ts, "state": {"text": if printing {"Printing"} else {"Operational"},
+            "flags": {"operational": true, "printing": printing}}})
+    };
+    let mut ws = connect().await;
+    let ts = 1_700_000_100;
+    let send = |v: Value| Message::Text(v.to_string().into());
+    ws.send(send(json!({"current_print_ts": ts, "event": {"event_type": "PrintStarted", "data": {"name": "benchy.gcode"}}, "status": status(ts, true)})))
+        .await
+        .unwrap();
+    ws.send(send(json!({"current_print_ts": ts, "event": {"event_type": "PrintFailed"}, "status": status(ts + 5, false)})))
+        .await
+        .unwrap();
+    let got = rx.wait_for(3, 10).await;
+    let types: Vec<String> = got
+        .iter()
+        .map(|g| verified(g, &secret)["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(types.contains(&"printer.online".to_owned()), "{types:?}");
+    let started = got
+        .iter()
+        .map(|g| verified(g, &secret))
+        .find(|b| b["type"] == "print.started")
+        .expect("print.started");
+    assert_eq!(started["data"]["print"]["filename"], "benchy.gcode");
+    assert_eq!(started["data"]["printer"]["name"], "MK4");
+    assert!(types.contains(&"print.failed".to_owned()), "{types:?}");
+    // A quick reconnect (a flap) announces nothing.
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ws = connect().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(rx.got().len(), 3, "a flap is not announced");
+    // Gone for longer than the grace: offline, once.
+    drop(ws);
+    let got = rx.wait_for(4, 10).await;
+    assert_eq!(verified(&got[3], &secret)["type"], "printer.offline");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rx.got().len(), 4);
+}
