@@ -85,6 +85,7 @@ fn kind_code(k: EventKind) -> u8 {
         EventKind::AgentStatus => 4,
         EventKind::Print => 5,
         EventKind::Connection => 6,
+        EventKind::Integration => 8,
     }
 }
 
@@ -99,6 +100,7 @@ fn kind_of(c: u8, record: Option<i32>) -> EventKind {
         3 => EventKind::Action,
         5 => EventKind::Print,
         6 => EventKind::Connection,
+        8 => EventKind::Integration,
         _ => EventKind::AgentStatus,
     }
 }

@@ -43,6 +43,9 @@ pub enum EventKind {
     Logged {
         record: i32,
     },
+    /// The user's API keys or webhooks (their deliveries) changed; names
+    /// no printer (`printer_id` 0). Only read caches listen.
+    Integration,
 }
 
 /// Where events are published and heard.

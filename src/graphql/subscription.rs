@@ -83,7 +83,7 @@ impl Watch {
     fn concerns(&self, e: &Event) -> bool {
         // A log record changes nothing a printer shows; what went with it
         // was published on its own.
-        !matches!(e.kind, EventKind::Logged { .. }) && self.t.covers(e)
+        !matches!(e.kind, EventKind::Logged { .. } | EventKind::Integration) && self.t.covers(e)
     }
 
     /// The next printer to send, waiting for events as needed.

@@ -166,6 +166,7 @@ impl Service {
         .insert(&txn)
         .await?;
         txn.commit().await?;
+        self.integration_changed(viewer.id());
         Ok((row, key))
     }
 
@@ -199,7 +200,11 @@ impl Service {
         }
         let mut active: api_key::ActiveModel = row.clone().into();
         active.revoked_at = Set(Some(now()));
-        let row = active.update(self.db()).await?;
+        let txn = self.db().begin().await?;
+        bump_version(&txn, viewer.id()).await?;
+        let row = active.update(&txn).await?;
+        txn.commit().await?;
+        self.integration_changed(viewer.id());
         if let Ok(mut c) = self.keys.verified.lock() {
             c.retain(|_, (_, p)| p.key_id != id);
         }

@@ -337,6 +337,18 @@ impl Service {
         &self.webhook_settings
     }
 
+    /// Tells read caches (on every instance) that the user's keys or
+    /// webhooks changed; call after the transaction that bumped the
+    /// user's version.
+    pub(super) fn integration_changed(&self, user_id: i32) {
+        self.events.publish(crate::events::Event {
+            printer_id: 0,
+            user_id,
+            kind: crate::events::EventKind::Integration,
+            seq: 0,
+        });
+    }
+
     /// Refuses a URL that is not http(s) or, in production, that resolves
     /// to an address that is not public (the worker checks again at
     /// connect time: DNS may change).
@@ -400,6 +412,7 @@ impl Service {
         .insert(&txn)
         .await?;
         txn.commit().await?;
+        self.integration_changed(viewer.id());
         Ok((row, secret))
     }
 
@@ -457,13 +470,19 @@ impl Service {
             }
         }
         row.updated_at = Set(now());
-        Ok(row.update(self.db()).await?)
+        let txn = self.db().begin().await?;
+        super::bump_version(&txn, viewer.id()).await?;
+        let row = row.update(&txn).await?;
+        txn.commit().await?;
+        self.integration_changed(viewer.id());
+        Ok(row)
     }
 
     /// Deletes an endpoint with its deliveries and their attempts.
     pub async fn delete_webhook(&self, viewer: &Viewer, id: i32) -> Result<(), AppError> {
         self.owned_webhook(viewer, id).await?;
         let txn = self.db().begin().await?;
+        super::bump_version(&txn, viewer.id()).await?;
         // Children first, whether or not the database enforces the
         // foreign keys' cascades.
         webhook_attempt::Entity::delete_many()
@@ -483,6 +502,7 @@ impl Service {
             return Err(AppError::NotFound);
         }
         txn.commit().await?;
+        self.integration_changed(viewer.id());
         Ok(())
     }
 
@@ -501,7 +521,12 @@ impl Service {
         row.previous_secret_until = Set(Some(t + chrono_of(self.settings().rotation_grace)));
         row.secret = Set(secret.clone());
         row.updated_at = Set(t);
-        Ok((row.update(self.db()).await?, secret))
+        let txn = self.db().begin().await?;
+        super::bump_version(&txn, viewer.id()).await?;
+        let row = row.update(&txn).await?;
+        txn.commit().await?;
+        self.integration_changed(viewer.id());
+        Ok((row, secret))
     }
 
     /// Queues a `webhook.test` event for this endpoint only; returns its
@@ -509,6 +534,9 @@ impl Service {
     pub async fn send_test_webhook(&self, viewer: &Viewer, id: i32) -> Result<String, AppError> {
         let w = self.owned_webhook(viewer, id).await?;
         let txn = self.db().begin().await?;
+        // A write first: on SQLite a transaction that reads before it
+        // writes cannot always take the write lock.
+        super::bump_version(&txn, viewer.id()).await?;
         let uid = self
             .enqueue(
                 &txn,
@@ -520,6 +548,7 @@ impl Service {
             .await?
             .ok_or_else(|| AppError::invalid("id", "The webhook is disabled; enable it first."))?;
         txn.commit().await?;
+        self.integration_changed(viewer.id());
         self.wake_webhooks();
         Ok(uid)
     }
@@ -813,6 +842,8 @@ impl Service {
             _ => None,
         };
         let txn = self.db().begin().await?;
+        // The attempt shows in the owner's reads (`deliveries`).
+        super::bump_version(&txn, claimed.webhook.user_id).await?;
         webhook_attempt::ActiveModel {
             delivery_id: Set(d.id),
             webhook_id: Set(d.webhook_id),
@@ -883,6 +914,7 @@ impl Service {
             w.exec(&txn).await?;
         }
         txn.commit().await?;
+        self.integration_changed(claimed.webhook.user_id);
         Ok(())
     }
 
