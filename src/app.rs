@@ -230,6 +230,7 @@ impl Application {
             }
             None => {
                 service.sweep_presence(true).await.map_err(startup)?;
+                service.release_webhook_leases().await.map_err(startup)?;
             }
         }
         let urls = Arc::new(UrlSigner::new(keys.url_key().to_vec(), &config.public_url));

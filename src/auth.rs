@@ -156,15 +156,25 @@ impl JwtKeys {
     /// `dev_secret_path`.
     pub fn load(config: &JwtConfig) -> Result<Self, KeyError> {
         let mut keys = if let Some(url) = &config.jwks_url {
-            Self {
-                // Unused: every token is checked with its `kid`'s key.
-                decoding: DecodingKey::from_secret(&rand::random::<[u8; 32]>()),
-                encoding: None,
-                validation: Validation::new(Algorithm::RS256),
-                jwks: Some(Jwks::start(url)),
-                claims: Default::default(),
-                url_key: rand::random::<[u8; 32]>().to_vec(),
-            }
+            // A secret configured beside the IdP keeps `printgate token`'s
+            // HS256 tokens working (an operator's, for scripts).
+            let mut k = match &config.secret {
+                Some(s) if config.production && s.len() < MIN_SECRET_BYTES => {
+                    return Err(KeyError::SecretTooShort);
+                }
+                Some(s) => Self::from_secret(s.as_bytes()),
+                None => Self {
+                    // Unused: every token is checked with its `kid`'s key.
+                    decoding: DecodingKey::from_secret(&rand::random::<[u8; 32]>()),
+                    encoding: None,
+                    validation: Validation::new(Algorithm::RS256),
+                    jwks: None,
+                    claims: Default::default(),
+                    url_key: rand::random::<[u8; 32]>().to_vec(),
+                },
+            };
+            k.jwks = Some(Jwks::start(url));
+            k
         } else if let Some(path) = &config.public_key {
             let pem = std::fs::read(path).map_err(|source| KeyError::Io {
                 path: path.clone(),
@@ -217,7 +227,9 @@ impl JwtKeys {
         keys.validation.validate_nbf = true;
         if let Some(secret) = &config.url_secret {
             keys.url_key = derive_key(secret.as_bytes(), b"printgate snapshot urls");
-        } else if config.public_key.is_some() || config.jwks_url.is_some() {
+        } else if config.public_key.is_some()
+            || (config.jwks_url.is_some() && config.secret.is_none())
+        {
             // Verifying keys cannot sign: without a shared secret the URL
             // key is this process's own, and links fail on other instances
             // and after a restart.
@@ -262,6 +274,13 @@ impl JwtKeys {
             return self.verify_with(token, &self.decoding, &self.validation);
         };
         let header = jsonwebtoken::decode_header(token).map_err(|_| "Invalid token.".to_owned())?;
+        if header.alg == Algorithm::HS256 {
+            // Only by a configured secret, never by a published key.
+            return match self.encoding {
+                Some(_) => self.verify_with(token, &self.decoding, &self.validation),
+                None => Err("Invalid token: algorithm not accepted.".into()),
+            };
+        }
         let kid = header.kid.unwrap_or_default();
         let key = match jwks.key(&kid) {
             Some(k) => k,

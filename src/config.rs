@@ -289,6 +289,12 @@ pub struct Settings {
     /// sent (an agent that reconnects sooner is not announced).
     #[arg(long, env = "PRINTGATE_WEBHOOK_OFFLINE_GRACE", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
     pub webhook_offline_grace: Duration,
+    /// Let webhook endpoints point at loopback, private, link-local and
+    /// metadata addresses (default: allowed in development, refused in
+    /// production; allow it for receivers on your own network, e.g. Home
+    /// Assistant on the LAN).
+    #[arg(long, env = "PRINTGATE_WEBHOOK_ALLOW_PRIVATE_TARGETS", global = true)]
+    pub webhook_allow_private_targets: Option<bool>,
     /// Webhook endpoints one instance delivers to at once.
     #[arg(
         long,
@@ -540,13 +546,17 @@ impl Settings {
                         self.webhook_retry_schedule.clone()
                     },
                     offline_grace: self.webhook_offline_grace,
-                    allow_private_targets: !production,
+                    allow_private_targets: self
+                        .webhook_allow_private_targets
+                        .unwrap_or(!production),
                     ..Default::default()
                 },
                 worker: crate::webhooks::WebhookConfig {
                     timeout: self.webhook_timeout,
                     concurrency: self.webhook_concurrency.max(1),
-                    allow_private_targets: !production,
+                    allow_private_targets: self
+                        .webhook_allow_private_targets
+                        .unwrap_or(!production),
                 },
             },
             detection: self

@@ -918,6 +918,22 @@ impl Service {
         Ok(())
     }
 
+    /// Frees every delivery held by an attempt in flight: at start-up on
+    /// SQLite, where this is the only instance, so an attempt a killed
+    /// process left is made again at once instead of after its lease.
+    pub async fn release_webhook_leases(&self) -> Result<u64, AppError> {
+        let res = webhook_delivery::Entity::update_many()
+            .col_expr(
+                webhook_delivery::Column::LockedUntil,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .filter(webhook_delivery::Column::State.eq(states::PENDING))
+            .filter(webhook_delivery::Column::LockedUntil.is_not_null())
+            .exec(self.db())
+            .await?;
+        Ok(res.rows_affected)
+    }
+
     /// Announces printers whose agents came (`printer.online`) or stayed
     /// away for the grace period (`printer.offline`), each once: the flag
     /// flips in the same transaction as the event is queued, by one

@@ -802,7 +802,8 @@ async fn ml_sim_speaks_the_ml_service_contract() {
 }
 
 #[tokio::test]
-async fn the_demo_shows_a_failure_alerted_and_paused_within_a_minute() {
+async fn the_demo_shows_a_failure_alerted_and_paused_within_a_minute_and_its_receiver_verifies_it()
+{
     use std::io::BufRead;
     // The demo runs on its own SQLite file: once per CI run is enough.
     if std::env::var(crate::helpers::PG_ENV).is_ok_and(|u| !u.is_empty()) {
@@ -813,28 +814,63 @@ async fn the_demo_shows_a_failure_alerted_and_paused_within_a_minute() {
         .local_addr()
         .unwrap()
         .port();
+    let rx_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_printgate"))
         .args(["demo", "--bind", &format!("127.0.0.1:{port}")])
+        .args([
+            "--webhook-url",
+            &format!("http://127.0.0.1:{rx_port}/webhook"),
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    // Read everything the demo prints (a closed pipe would end it).
+    // Read everything the demo prints (a closed pipe would end it): the
+    // token, and the receiver command it says to run.
     let (tx, rx) = std::sync::mpsc::channel();
+    let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
         {
-            if line.trim().starts_with("eyJ") {
-                let _ = tx.send(line.trim().to_owned());
+            let line = line.trim().to_owned();
+            if line.starts_with("eyJ") {
+                let _ = tx.send(line);
+            } else if line.starts_with("printgate webhook-receiver") {
+                let _ = cmd_tx.send(line);
             }
         }
     });
+    let command = cmd_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the demo prints a receiver command");
     let token = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("the demo prints a token");
+    // Run the command as printed (the binary for `printgate`).
+    let words = command.split_whitespace().skip(1);
+    let mut receiver = std::process::Command::new(env!("CARGO_BIN_EXE_printgate"))
+        .args(words)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    let rx_out = receiver.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(rx_out)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = line_tx.send(line);
+        }
+    });
     let base = format!("http://127.0.0.1:{port}");
     let c = reqwest::Client::new();
     let started = std::time::Instant::now();
@@ -862,12 +898,28 @@ async fn the_demo_shows_a_failure_alerted_and_paused_within_a_minute() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(
         !outcome.is_null(),
         "the demo's failing printer was not alerted and paused in 90 s"
     );
+    // The failure alert reached the receiver, signed (it prints only what
+    // verifies, and nothing it rejected).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut alerted = None;
+    while alerted.is_none() && std::time::Instant::now() < deadline {
+        if let Ok(line) = line_rx.recv_timeout(Duration::from_millis(500)) {
+            assert!(!line.starts_with("REJECTED"), "{line}");
+            if line.starts_with("verified failure.alerted") {
+                alerted = Some(line);
+            }
+        }
+    }
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = alerted.expect("the demo's failure alert reached the printed receiver");
+    assert!(line.contains("\"paused\":"), "{line}");
 }
 
 #[tokio::test]

@@ -240,3 +240,26 @@ async fn the_user_and_email_claims_and_the_issuer_are_configurable() {
 }
 
 use sea_orm::EntityTrait;
+
+#[tokio::test]
+async fn a_secret_beside_the_idp_keeps_minted_tokens_working() {
+    let idp = Idp::start(Some("set_a.json")).await;
+    let url = idp.url.clone();
+    let app = TestApp::spawn_with(None, move |c| c.jwt.jwks_url = Some(url)).await;
+    let minted = app
+        .keys
+        .mint("operator", Some("op@farm.example"), Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(me(&app, &minted).await.as_deref(), Ok("op@farm.example"));
+    let a = token("a_rs256.pem", Algorithm::RS256, "key-a", claims("alice"));
+    assert_eq!(me(&app, &a).await.as_deref(), Ok("alice@farm.example"));
+    let forged = printgate::auth::JwtKeys::from_secret(b"not the secret")
+        .mint("mallory", None, Duration::from_secs(60))
+        .unwrap();
+    assert!(
+        me(&app, &forged)
+            .await
+            .unwrap_err()
+            .contains("bad signature")
+    );
+}
