@@ -10,6 +10,7 @@ use entity::{api_key, webhook};
 use super::context::{request, viewer, writer};
 use super::query::row_id;
 use super::scalars::DateTime;
+use super::types::{cursor, cursor_id};
 use crate::error::AppError;
 use crate::service::webhooks::{self as hooks, types as event};
 use crate::service::{ApiKeyScope as Scope, NewApiKey};
@@ -227,7 +228,7 @@ impl Webhook {
         let viewer = viewer(ctx).await?;
         let after_id = match after.as_deref() {
             None => None,
-            Some(c) => Some(cursor_id(c).ok_or_else(|| {
+            Some(c) => Some(cursor_id("attempt", c).ok_or_else(|| {
                 AppError::invalid("after", "This is not a cursor from this list.")
             })?),
         };
@@ -240,24 +241,10 @@ impl Webhook {
         conn.edges.extend(
             page.attempts
                 .into_iter()
-                .map(|a| Edge::new(cursor(a.attempt.id), WebhookDelivery(a))),
+                .map(|a| Edge::new(cursor("attempt", a.attempt.id), WebhookDelivery(a))),
         );
         Ok(conn)
     }
-}
-
-/// The opaque cursor of an attempt.
-fn cursor(id: i32) -> String {
-    hex::encode(format!("attempt:{id}"))
-}
-
-fn cursor_id(cursor: &str) -> Option<i32> {
-    let raw = hex::decode(cursor).ok()?;
-    String::from_utf8(raw)
-        .ok()?
-        .strip_prefix("attempt:")?
-        .parse()
-        .ok()
 }
 
 /// One attempt to deliver one event to an endpoint.

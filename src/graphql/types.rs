@@ -246,18 +246,28 @@ impl Printer {
     }
 }
 
-/// The opaque cursor of an event (its id, encoded).
-fn event_cursor(id: i32) -> String {
-    hex::encode(format!("event:{id}"))
+/// The opaque cursor of row `id` in a list of `kind`s.
+pub(super) fn cursor(kind: &str, id: i32) -> String {
+    hex::encode(format!("{kind}:{id}"))
 }
 
-fn event_cursor_id(cursor: &str) -> Option<i32> {
+/// The row id of a cursor of a list of `kind`s (`None`: not one).
+pub(super) fn cursor_id(kind: &str, cursor: &str) -> Option<i32> {
     let raw = hex::decode(cursor).ok()?;
     String::from_utf8(raw)
         .ok()?
-        .strip_prefix("event:")?
+        .strip_prefix(kind)?
+        .strip_prefix(':')?
         .parse()
         .ok()
+}
+
+fn event_cursor(id: i32) -> String {
+    cursor("event", id)
+}
+
+fn event_cursor_id(c: &str) -> Option<i32> {
+    cursor_id("event", c)
 }
 
 /// A record of the printer's event log.

@@ -111,22 +111,7 @@ impl Service {
         new: NewApiKey,
     ) -> Result<(api_key::Model, String), AppError> {
         viewer.in_person()?;
-        let name = new.name.trim().to_owned();
-        if rules::has_control_chars(&name) {
-            return Err(AppError::invalid(
-                "name",
-                "This field may not contain control characters.",
-            ));
-        }
-        if name.is_empty() {
-            return Err(AppError::invalid("name", "This field may not be blank."));
-        }
-        if name.chars().count() > NAME_MAX_CHARS {
-            return Err(AppError::invalid(
-                "name",
-                format!("Ensure this field has no more than {NAME_MAX_CHARS} characters."),
-            ));
-        }
+        let name = rules::valid_text("name", &new.name, NAME_MAX_CHARS)?;
         if new.expires_at.is_some_and(|at| at <= Utc::now()) {
             return Err(AppError::invalid("expires_at", "Must be in the future."));
         }

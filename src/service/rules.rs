@@ -74,23 +74,30 @@ impl AlertOverwrite {
 
 /// A printer name: trimmed, 1 to 256 characters.
 pub fn valid_name(name: &str) -> Result<String, AppError> {
-    let name = name.trim();
-    if has_control_chars(name) {
+    valid_text("name", name, NAME_MAX_CHARS)
+}
+
+/// Text a user names something with (a printer, an API key, a webhook's
+/// description): trimmed, not blank, no control characters, at most
+/// `max_chars` characters.
+pub fn valid_text(field: &'static str, text: &str, max_chars: usize) -> Result<String, AppError> {
+    let text = text.trim();
+    if has_control_chars(text) {
         return Err(AppError::invalid(
-            "name",
+            field,
             "This field may not contain control characters.",
         ));
     }
-    if name.is_empty() {
-        return Err(AppError::invalid("name", "This field may not be blank."));
+    if text.is_empty() {
+        return Err(AppError::invalid(field, "This field may not be blank."));
     }
-    if name.chars().count() > NAME_MAX_CHARS {
+    if text.chars().count() > max_chars {
         return Err(AppError::invalid(
-            "name",
-            format!("Ensure this field has no more than {NAME_MAX_CHARS} characters."),
+            field,
+            format!("Ensure this field has no more than {max_chars} characters."),
         ));
     }
-    Ok(name.to_owned())
+    Ok(text.to_owned())
 }
 
 /// Whether text holds control characters (U+0000 among them, which

@@ -284,23 +284,11 @@ fn valid_events(events: &[String]) -> Result<String, AppError> {
     Ok(kept.join(" "))
 }
 
+/// A description: optional (blank is none), else as [`rules::valid_text`].
 fn valid_description(d: Option<String>) -> Result<Option<String>, AppError> {
-    let Some(d) = d.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()) else {
-        return Ok(None);
-    };
-    if rules::has_control_chars(&d) {
-        return Err(AppError::invalid(
-            "description",
-            "This field may not contain control characters.",
-        ));
-    }
-    if d.chars().count() > DESCRIPTION_MAX_CHARS {
-        return Err(AppError::invalid(
-            "description",
-            format!("Ensure this field has no more than {DESCRIPTION_MAX_CHARS} characters."),
-        ));
-    }
-    Ok(Some(d))
+    d.filter(|d| !d.trim().is_empty())
+        .map(|d| rules::valid_text("description", &d, DESCRIPTION_MAX_CHARS))
+        .transpose()
 }
 
 /// The event types an endpoint receives.

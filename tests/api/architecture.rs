@@ -268,3 +268,30 @@ fn no_unwrap_or_expect_outside_tests() {
         found.join("\n")
     );
 }
+
+#[test]
+fn every_mutation_resolver_asks_whether_the_credential_may_write() {
+    // A mutation that took `viewer(ctx)` would let a READ API key write.
+    let mutation = root().join("src/graphql/mutation.rs");
+    let integrations = root().join("src/graphql/integrations.rs");
+    let mut found = Vec::new();
+    for (n, line) in code_lines(&mutation) {
+        if line.contains("viewer(ctx)") {
+            found.push(format!("src/graphql/mutation.rs:{n}"));
+        }
+    }
+    let mut in_mutations = false;
+    for (n, line) in code_lines(&integrations) {
+        if line.starts_with("impl IntegrationMutation") {
+            in_mutations = true;
+        }
+        if in_mutations && line.contains("viewer(ctx)") {
+            found.push(format!("src/graphql/integrations.rs:{n}"));
+        }
+    }
+    assert!(in_mutations, "IntegrationMutation not found");
+    assert!(
+        found.is_empty(),
+        "mutation resolvers must start with writer(ctx): {found:?}"
+    );
+}

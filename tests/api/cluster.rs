@@ -3,7 +3,6 @@
 //! instance's crash is survived. Needs `PRINTGATE_TEST_DATABASE_URL`.
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -11,7 +10,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{FreshPostgres, PG_ENV, SECRET, TestApp, Ws, graphql_ws};
+use crate::helpers::{FreshPostgres, PG_ENV, Process, SECRET, TestApp, Ws, graphql_ws};
 
 /// The PostgreSQL admin URL, or a notice (outside the captured output) that
 /// these tests were skipped and how to run them.
@@ -24,55 +23,6 @@ fn postgres_or_skip(test: &str) -> Option<String> {
         );
     }
     url
-}
-
-/// An instance in its own process, so that it can really crash.
-struct Process {
-    child: Child,
-    url: String,
-}
-
-impl Process {
-    // The child is killed and waited for in `Drop`, which clippy cannot see.
-    #[allow(clippy::zombie_processes)]
-    async fn start(database_url: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_printgate"))
-            .arg("serve")
-            .env("PRINTGATE_BIND", format!("127.0.0.1:{port}"))
-            .env("PRINTGATE_DATABASE_URL", database_url)
-            .env("PRINTGATE_JWT_SECRET", SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if reqwest::get(format!("{url}/readyz"))
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return Self { child, url };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("instance did not start");
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 async fn agent(base: &str, auth: &str) -> Ws {

@@ -373,3 +373,59 @@ pub async fn ws_next_json(ws: &mut Ws) -> Value {
         }
     }
 }
+
+/// An instance in its own process, so that it can really crash.
+pub struct Process {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Process {
+    // The child is killed and waited for in `Drop`, which clippy cannot see.
+    #[allow(clippy::zombie_processes)]
+    pub async fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &[]).await
+    }
+
+    /// With more environment variables (settings) for the instance.
+    #[allow(clippy::zombie_processes)]
+    pub async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_printgate"))
+            .arg("serve")
+            .env("PRINTGATE_BIND", format!("127.0.0.1:{port}"))
+            .env("PRINTGATE_DATABASE_URL", database_url)
+            .env("PRINTGATE_JWT_SECRET", SECRET)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if reqwest::get(format!("{url}/readyz"))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return Self { child, url };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("instance did not start");
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
-use crate::helpers::{SECRET, TestApp, error_code};
+use crate::helpers::{Process, SECRET, TestApp, error_code};
 
 /// One request a receiver got.
 #[derive(Clone, Debug)]
@@ -515,46 +515,6 @@ async fn the_cap_on_endpoints_per_user_holds() {
     );
 }
 
-/// A printgate in its own process on a SQLite file, to kill with SIGKILL.
-struct Serve(std::process::Child, String);
-
-impl Serve {
-    #[allow(clippy::zombie_processes)]
-    async fn start(db: &str, port: u16) -> Self {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_printgate"))
-            .arg("serve")
-            .env("PRINTGATE_BIND", format!("127.0.0.1:{port}"))
-            .env("PRINTGATE_DATABASE_URL", db)
-            .env("PRINTGATE_JWT_SECRET", SECRET)
-            .env(
-                "PRINTGATE_WEBHOOK_RETRY_SCHEDULE",
-                "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s",
-            )
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if reqwest::get(format!("{url}/readyz"))
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return Self(child, url);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("printgate did not start");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -567,7 +527,6 @@ fn free_port() -> u16 {
 async fn an_event_queued_before_a_sigkill_is_delivered_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (db, _pg) = crate::helpers::fresh_database(dir.path()).await;
-    let port = free_port();
     let rx_port = free_port();
     let rx_url = format!("http://127.0.0.1:{rx_port}/hook");
     let keys = printgate::auth::JwtKeys::from_secret(SECRET.as_bytes());
@@ -580,9 +539,13 @@ async fn an_event_queued_before_a_sigkill_is_delivered_after_the_restart() {
             .json(&json!({"query": q, "variables": v}));
         async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
     };
-    let first = Serve::start(&db, port).await;
+    let schedule = [(
+        "PRINTGATE_WEBHOOK_RETRY_SCHEDULE",
+        "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s",
+    )];
+    let mut first = Process::start_with(&db, &schedule).await;
     let made = gql(
-        first.1.clone(),
+        first.url.clone(),
         CREATE,
         json!({"u": rx_url, "e": ["PRINTER_CREATED"]}),
     )
@@ -593,7 +556,7 @@ async fn an_event_queued_before_a_sigkill_is_delivered_after_the_restart() {
         .to_owned();
     // The receiver is down: the event waits in the outbox.
     let created = gql(
-        first.1.clone(),
+        first.url.clone(),
         "mutation { createPrinter(input: {name: \"survivor\"}) { id } }",
         json!({}),
     )
@@ -603,12 +566,10 @@ async fn an_event_queued_before_a_sigkill_is_delivered_after_the_restart() {
         "{created}"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut first = first;
-    // SIGKILL: no shutdown, no flush.
-    let _ = first.0.kill();
-    let _ = first.0.wait();
+    // SIGKILL (what `Child::kill` sends): no shutdown, no flush.
+    first.kill();
     let rx = Receiver::start_on(&format!("127.0.0.1:{rx_port}"), Behaviour::default()).await;
-    let _second = Serve::start(&db, port).await;
+    let _second = Process::start_with(&db, &schedule).await;
     let got = rx.wait_for(1, 20).await;
     let body = verified(&got[0], &secret);
     assert_eq!(body["type"], "printer.created");
@@ -717,4 +678,40 @@ async fn an_agent_brings_online_print_and_offline_events_after_the_grace() {
     assert_eq!(verified(&got[3], &secret)["type"], "printer.offline");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(rx.got().len(), 4);
+}
+
+#[tokio::test]
+async fn the_deliveries_list_is_never_answered_stale_from_the_query_cache() {
+    let app = TestApp::spawn().await;
+    // The receiver answers after 600 ms: the attempt is recorded well
+    // after the change that queued it, and within the cache's one-second
+    // age limit of an answer kept meanwhile.
+    let rx = Receiver::start(Behaviour {
+        delay: Duration::from_millis(600),
+        ..Default::default()
+    })
+    .await;
+    let alice = app.token("alice");
+    let (id, _) = endpoint(&app, &alice, &rx.url, json!(["PRINTER_CREATED"])).await;
+    let count = |body: &Value| {
+        body["data"]["webhook"]["deliveries"]["edges"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    // Asked twice: the second answer may come from the cache.
+    for _ in 0..2 {
+        let before = app.gql(Some(&alice), DELIVERIES, json!({"id": id})).await;
+        assert_eq!(count(&before), 0);
+    }
+    // The worker's attempt (no request of Alice's) changes the answer.
+    app.create_printer(&alice, "P").await;
+    rx.wait_for(1, 10).await;
+    // Asked while the attempt is in flight: kept, with no attempt yet.
+    for _ in 0..2 {
+        let during = app.gql(Some(&alice), DELIVERIES, json!({"id": id})).await;
+        assert_eq!(count(&during), 0);
+    }
+    tokio::time::sleep(Duration::from_millis(750)).await;
+    let after = app.gql(Some(&alice), DELIVERIES, json!({"id": id})).await;
+    assert_eq!(count(&after), 1, "a stale deliveries list: {after}");
 }
