@@ -929,31 +929,69 @@ impl Service {
     /// announces it.
     pub async fn sweep_online(&self) -> Result<usize, AppError> {
         let grace = now() - chrono_of(self.settings().offline_grace);
+        let came_cond = || {
+            printer::Column::AgentInstance
+                .is_not_null()
+                .and(printer::Column::OnlineAnnounced.eq(false))
+                .and(printer::Column::DeletedAt.is_null())
+        };
+        let left_cond = || {
+            printer::Column::AgentInstance
+                .is_null()
+                .and(printer::Column::OnlineAnnounced.eq(true))
+                .and(
+                    printer::Column::StatusAt
+                        .is_null()
+                        .or(printer::Column::StatusAt.lt(grace)),
+                )
+        };
+        // A read first: most passes find nothing, and a write transaction
+        // would take SQLite's one write lock from the agents' statuses.
+        let any = printer::Entity::find()
+            .select_only()
+            .column(printer::Column::Id)
+            .filter(came_cond().or(left_cond()))
+            .into_tuple::<i32>()
+            .one(self.db())
+            .await?;
+        if any.is_none() {
+            return Ok(0);
+        }
         let txn = self.db().begin().await?;
         let came = printer::Entity::update_many()
             .col_expr(printer::Column::OnlineAnnounced, Expr::value(true))
-            .filter(printer::Column::AgentInstance.is_not_null())
-            .filter(printer::Column::OnlineAnnounced.eq(false))
-            .filter(printer::Column::DeletedAt.is_null())
+            .filter(came_cond())
             .exec_with_returning(&txn)
             .await?;
         let left = printer::Entity::update_many()
             .col_expr(printer::Column::OnlineAnnounced, Expr::value(false))
-            .filter(printer::Column::AgentInstance.is_null())
-            .filter(printer::Column::OnlineAnnounced.eq(true))
-            .filter(
-                printer::Column::StatusAt
-                    .is_null()
-                    .or(printer::Column::StatusAt.lt(grace)),
-            )
+            .filter(left_cond())
             .exec_with_returning(&txn)
             .await?;
+        // Only owners with an endpoint are asked about (a thousand agents
+        // connecting at once must not mean a thousand lookups).
+        let mut owners: Vec<i32> = came.iter().chain(&left).map(|p| p.user_id).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        let hooked: std::collections::HashSet<i32> = webhook::Entity::find()
+            .select_only()
+            .column(webhook::Column::UserId)
+            .filter(webhook::Column::Enabled.eq(true))
+            .filter(webhook::Column::UserId.is_in(owners))
+            .into_tuple::<i32>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .collect();
         let mut queued = 0;
         for (rows, ty) in [
             (&came, types::PRINTER_ONLINE),
             (&left, types::PRINTER_OFFLINE),
         ] {
-            for p in rows.iter().filter(|p| p.deleted_at.is_none()) {
+            for p in rows
+                .iter()
+                .filter(|p| p.deleted_at.is_none() && hooked.contains(&p.user_id))
+            {
                 let data = json!({"printer": printer_data(p)});
                 if self
                     .enqueue(&txn, p.user_id, ty, data, None)
