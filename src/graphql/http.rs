@@ -115,11 +115,17 @@ async fn execute(
         (Some(cache), Identity::Verified(claims), BatchRequest::Single(r))
             if !plainly_not_a_query(&r.query) =>
         {
-            state
-                .gateway
-                .viewer_id(claims)
-                .await
-                .map(|user| (cache, user, cache_key(claims, r, headers)))
+            state.gateway.viewer_id(claims).await.map(|user| {
+                let who = format!("token {:?}", claims.email);
+                (cache, user, cache_key(&claims.sub, &who, r, headers))
+            })
+        }
+        // A key's answers are its owner's, kept apart from the owner's
+        // token's (which can read keys and webhooks; a key cannot).
+        (Some(cache), Identity::Key(k), BatchRequest::Single(r))
+            if !plainly_not_a_query(&r.query) =>
+        {
+            Some((cache, k.user_id, cache_key(&k.sub, "api key", r, headers)))
         }
         _ => None,
     };
@@ -215,17 +221,17 @@ async fn uncached(
 /// email their token carries, which `me` shows), the document, the
 /// operation, the variables, and the media type it is sent in.
 fn cache_key(
-    claims: &crate::auth::Claims,
+    sub: &str,
+    who: &str,
     r: &async_graphql::Request,
     headers: &HeaderMap,
 ) -> crate::readcache::Key {
     let variables = serde_json::to_string(&r.variables).unwrap_or_default();
     crate::readcache::Key {
-        sub: claims.sub.as_str().into(),
+        sub: sub.into(),
         what: format!(
-            "{} {:?} {:?} {variables} {}",
+            "{} {who} {:?} {variables} {}",
             accepts(headers, GRAPHQL_RESPONSE),
-            claims.email,
             r.operation_name,
             r.query
         )

@@ -214,9 +214,10 @@ impl RestApi {
         }
         // Reads of a verified user may be answered from the cache.
         let cacheable = route.method == Method::GET && route.success == Success::Ok;
-        let key = match &identity {
-            crate::auth::Identity::Verified(c) if cacheable => Some(crate::readcache::Key {
-                sub: c.sub.as_str().into(),
+        // (An API key's answers are its owner's: the same entries.)
+        let key = match identity.sub() {
+            Some(sub) if cacheable => Some(crate::readcache::Key {
+                sub: sub.into(),
                 // The route and its declared parameters, as parsed:
                 // `/printers/007/` is `/printers/7/`, one entry.
                 what: format!(

@@ -303,3 +303,64 @@ async fn each_key_has_its_own_rate_limit() {
     assert_eq!(seen, [200, 200, 200, 429, 429]);
     assert_eq!(status(two.clone()).await, 200, "another key is not charged");
 }
+
+#[tokio::test]
+async fn reads_by_key_are_kept_but_never_stale_or_another_users() {
+    let app = TestApp::spawn().await;
+    let alice = app.token("alice");
+    let id = app.create_printer(&alice, "Before").await;
+    app.create_printer(&app.token("bob"), "Bob's").await;
+    let (_, key) = new_key(&app, &alice, "READ").await;
+    let (_, bobs) = new_key(&app, &app.token("bob"), "READ").await;
+    let rest_names = |k: String| {
+        let req = app
+            .rest(Method::GET, "/api/v1/printers/", None)
+            .header("x-api-key", k);
+        async move {
+            let list: Value = req.send().await.unwrap().json().await.unwrap();
+            list.as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let gql_names = |k: String| {
+        let app = &app;
+        async move {
+            let b = with_key(app, &k, "{ printers { name } }", json!({})).await;
+            b["data"]["printers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(rest_names(key.clone()).await, ["Before"]);
+        assert_eq!(gql_names(key.clone()).await, ["Before"]);
+        assert_eq!(rest_names(bobs.clone()).await, ["Bob's"]);
+        assert_eq!(gql_names(bobs.clone()).await, ["Bob's"]);
+    }
+    // The owner renames it with the session token: the key sees it at once.
+    let resp = app
+        .rest(
+            Method::PATCH,
+            &format!("/api/v1/printers/{id}/"),
+            Some(&alice),
+        )
+        .json(&json!({"name": "After"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(rest_names(key.clone()).await, ["After"]);
+    assert_eq!(gql_names(key.clone()).await, ["After"]);
+    // A key never gets the owner's answers about keys.
+    let body = with_key(&app, &key, "{ apiKeys { id } }", json!({})).await;
+    assert_eq!(error_code(&body), "FORBIDDEN");
+    let _ = app.gql(Some(&alice), "{ apiKeys { id } }", json!({})).await;
+    let body = with_key(&app, &key, "{ apiKeys { id } }", json!({})).await;
+    assert_eq!(error_code(&body), "FORBIDDEN");
+}
