@@ -14,6 +14,8 @@ pub struct Model {
     pub started_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
     pub cancelled_at: Option<DateTimeUtc>,
+    /// When the agent reported the print failed (it is cancelled too).
+    pub failed_at: Option<DateTimeUtc>,
     pub alerted_at: Option<DateTimeUtc>,
     pub alert_acknowledged_at: Option<DateTimeUtc>,
     pub alert_muted_at: Option<DateTimeUtc>,

@@ -13,6 +13,7 @@ mod m20261127_000002_agents;
 mod m20261201_000003_guards;
 mod m20261201_000004_detection;
 mod m20261201_000005_integrations;
+mod m20261201_000006_history;
 
 /// Applies printgate's migrations in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_guards::Migration),
             Box::new(m20261201_000004_detection::Migration),
             Box::new(m20261201_000005_integrations::Migration),
+            Box::new(m20261201_000006_history::Migration),
         ]
     }
 }

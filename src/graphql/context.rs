@@ -7,7 +7,7 @@ use async_graphql::Context;
 use async_graphql::dataloader::DataLoader;
 use tokio::sync::OnceCell;
 
-use super::loaders::PrintLoader;
+use super::loaders::{PrintLoader, PrinterLoader};
 use crate::auth::Identity;
 use crate::error::AppError;
 use crate::service::{Service, Viewer};
@@ -66,6 +66,10 @@ impl RequestContext {
 pub fn request_data(ctx: &Arc<RequestContext>, data: &mut async_graphql::Data) {
     data.insert(ctx.clone());
     data.insert(DataLoader::new(PrintLoader::new(ctx.clone()), tokio::spawn));
+    data.insert(DataLoader::new(
+        PrinterLoader::new(ctx.clone()),
+        tokio::spawn,
+    ));
 }
 
 /// Attaches the per-request data to a request.

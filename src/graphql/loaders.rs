@@ -37,3 +37,33 @@ impl Loader<i32> for PrintLoader {
             .map_err(Arc::new)
     }
 }
+
+/// Printers by id, scoped to the request's viewer (a print's `printer`).
+pub struct PrinterLoader {
+    ctx: Arc<RequestContext>,
+}
+
+impl PrinterLoader {
+    pub fn new(ctx: Arc<RequestContext>) -> Self {
+        Self { ctx }
+    }
+}
+
+impl Loader<i32> for PrinterLoader {
+    type Value = entity::printer::Model;
+    type Error = Arc<AppError>;
+
+    async fn load(
+        &self,
+        keys: &[i32],
+    ) -> Result<HashMap<i32, entity::printer::Model>, Self::Error> {
+        let Some(viewer) = self.ctx.resolved_viewer() else {
+            return Ok(HashMap::new());
+        };
+        self.ctx
+            .service()
+            .printers_by_id(viewer, keys)
+            .await
+            .map_err(Arc::new)
+    }
+}

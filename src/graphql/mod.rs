@@ -5,6 +5,7 @@ pub mod apq;
 mod codes;
 pub mod context;
 pub mod documents;
+mod history;
 pub mod http;
 mod integrations;
 pub mod limits;

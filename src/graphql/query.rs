@@ -3,6 +3,7 @@
 use async_graphql::{Context, ID, Object, Result};
 
 use super::context::{request, viewer};
+use super::history::{PrintConnection, PrintFilter, PrintOrder, PrintsArgs};
 use super::types::{Printer, User};
 
 /// Parses an `ID` into a row id; anything else names no row.
@@ -41,6 +42,42 @@ impl PrinterQuery {
         };
         let row = request(ctx)?.service().printer(viewer, id).await?;
         Ok(row.map(Printer))
+    }
+
+    /// The viewer's print history, over all their printers (or one, by
+    /// `printerId`), newest first unless `orderBy` says otherwise: a cursor
+    /// connection (`first`/`after` forward, `last`/`before` backward, at
+    /// most 100 a page) with `totalCount`. Cursors stay valid as prints
+    /// are added.
+    #[allow(clippy::too_many_arguments)]
+    async fn prints(
+        &self,
+        ctx: &Context<'_>,
+        printer_id: Option<ID>,
+        filter: Option<PrintFilter>,
+        order_by: Option<PrintOrder>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Result<PrintConnection> {
+        let printer = match printer_id {
+            Some(id) => Some(row_id(&id).ok_or(crate::error::AppError::NotFound)?),
+            None => None,
+        };
+        super::history::prints(
+            ctx,
+            printer,
+            PrintsArgs {
+                filter,
+                order_by,
+                first,
+                after,
+                last,
+                before,
+            },
+        )
+        .await
     }
 
     /// The authenticated user.

@@ -201,6 +201,32 @@ impl Printer {
     async fn settings(&self) -> PrinterSettings {
         PrinterSettings(rules::derived_settings(&self.0))
     }
+    /// This printer's print history (see `Query.prints`).
+    #[allow(clippy::too_many_arguments)]
+    async fn prints(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<super::history::PrintFilter>,
+        order_by: Option<super::history::PrintOrder>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Result<super::history::PrintConnection> {
+        super::history::prints(
+            ctx,
+            Some(self.0.id),
+            super::history::PrintsArgs {
+                filter,
+                order_by,
+                first,
+                after,
+                last,
+                before,
+            },
+        )
+        .await
+    }
     /// The print in progress, or null.
     async fn current_print(&self, ctx: &Context<'_>) -> Result<Option<Print>> {
         Ok(self.current(ctx).await?.map(Print))
@@ -340,6 +366,30 @@ impl Print {
     /// The printer's id.
     async fn printer_id(&self) -> ID {
         ID(self.0.printer_id.to_string())
+    }
+    /// The printer it ran on (archived ones too); null once that printer
+    /// was deleted.
+    async fn printer(&self, ctx: &Context<'_>) -> Result<Option<Printer>> {
+        viewer(ctx).await?;
+        let loader = ctx.data_unchecked::<DataLoader<super::loaders::PrinterLoader>>();
+        let row = loader
+            .load_one(self.0.printer_id)
+            .await
+            .map_err(|e| AppError::clone(&e))?;
+        Ok(row.map(Printer))
+    }
+    /// Where it is in its lifecycle.
+    async fn state(&self) -> super::history::PrintState {
+        rules::print_state(&self.0).into()
+    }
+    /// Seconds from its start to its end (to now while it runs).
+    async fn duration(&self) -> i64 {
+        let end = rules::ended_at(&self.0).unwrap_or_else(Utc::now);
+        (end - self.0.started_at).num_seconds().max(0)
+    }
+    /// When the agent reported it failed.
+    async fn failed_at(&self) -> Option<DateTime> {
+        self.0.failed_at.map(Into::into)
     }
     async fn filename(&self) -> &str {
         &self.0.filename

@@ -12,7 +12,6 @@ use sea_orm::{
 use serde_json::Value;
 
 use super::printer_events::{LogEntry, classes, types};
-use super::rules::AlertOverwrite;
 use super::{Service, now, rules, webhooks};
 use crate::error::AppError;
 use crate::events::EventKind;
@@ -277,7 +276,7 @@ impl Service {
         match (report.current_print_ts, &current) {
             (None, _) => {}
             (Some(-1), Some(c)) => {
-                self.end_print(&p, c, false).await?;
+                self.end_print(&p, c).await?;
                 current_id = None;
                 print_changed = true;
             }
@@ -298,7 +297,7 @@ impl Service {
                         .exec(self.db())
                         .await?;
                 } else {
-                    self.end_print(&p, c, false).await?;
+                    self.end_print(&p, c).await?;
                     current_id = None;
                     if let Some(name) = filename.as_deref().or(Some(c.filename.as_str())) {
                         current_id = Some(self.start_print(&p, ts, name).await?);
@@ -322,10 +321,10 @@ impl Service {
                 }
                 "PrintFailed" | "PrintDone" => {
                     if event == "PrintFailed" {
-                        self.mark_cancelled(id).await?;
+                        self.mark_failed(id).await?;
                     }
                     if let Some(c) = print::Entity::find_by_id(id).one(self.db()).await? {
-                        self.end_print(&p, &c, event == "PrintFailed").await?;
+                        self.end_print(&p, &c).await?;
                     }
                     current_id = None;
                     print_changed = true;
@@ -411,15 +410,9 @@ impl Service {
         Ok(id)
     }
 
-    /// Ends a print: finished unless it was cancelled; logged (ENDED).
-    /// To webhooks it failed when the agent said so (`failed`) or when it
-    /// was cancelled under a failure alert the user did not call false.
-    async fn end_print(
-        &self,
-        p: &printer::Model,
-        c: &print::Model,
-        failed: bool,
-    ) -> Result<(), AppError> {
+    /// Ends a print: finished unless it was cancelled; logged (ENDED),
+    /// and to webhooks as its state says (`rules::print_state`).
+    async fn end_print(&self, p: &printer::Model, c: &print::Model) -> Result<(), AppError> {
         if c.cancelled_at.is_none() && c.finished_at.is_none() {
             print::Entity::update_many()
                 .col_expr(print::Column::FinishedAt, Expr::value(now()))
@@ -427,26 +420,33 @@ impl Service {
                 .exec(self.db())
                 .await?;
         }
-        let ended = print::Entity::find_by_id(c.id).one(self.db()).await?;
-        let cancelled = ended.as_ref().is_some_and(|c| c.cancelled_at.is_some());
-        let alerted = ended.as_ref().is_some_and(|c| {
-            c.alerted_at.is_some()
-                && c.alert_overwrite.as_deref() != Some(AlertOverwrite::NotFailed.as_str())
-        });
-        let entry = if cancelled {
-            LogEntry::of(types::ENDED)
+        let state = print::Entity::find_by_id(c.id)
+            .one(self.db())
+            .await?
+            .map(|c| rules::print_state(&c));
+        let entry = match state {
+            Some(rules::PrintState::Failed) => LogEntry::of(types::ENDED)
                 .with(classes::WARNING, "Print Job Canceled")
-                .as_webhook(if failed || alerted {
-                    webhooks::types::PRINT_FAILED
-                } else {
-                    webhooks::types::PRINT_CANCELLED
-                })
-        } else {
-            LogEntry::of(types::ENDED)
+                .as_webhook(webhooks::types::PRINT_FAILED),
+            Some(rules::PrintState::Cancelled) => LogEntry::of(types::ENDED)
+                .with(classes::WARNING, "Print Job Canceled")
+                .as_webhook(webhooks::types::PRINT_CANCELLED),
+            _ => LogEntry::of(types::ENDED),
         };
         self.log_event(p, Some(c.id), entry.with_text(c.filename.clone()))
             .await?;
         Ok(())
+    }
+
+    /// The agent says the print failed: it ended, cancelled and failed.
+    async fn mark_failed(&self, print_id: i32) -> Result<(), AppError> {
+        print::Entity::update_many()
+            .col_expr(print::Column::FailedAt, Expr::value(now()))
+            .filter(print::Column::Id.eq(print_id))
+            .filter(print::Column::FailedAt.is_null())
+            .exec(self.db())
+            .await?;
+        self.mark_cancelled(print_id).await
     }
 
     async fn mark_cancelled(&self, print_id: i32) -> Result<(), AppError> {

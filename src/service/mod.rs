@@ -9,6 +9,7 @@ mod agent;
 mod api_keys;
 mod commands;
 pub mod detection;
+pub mod history;
 pub mod prediction;
 mod presence;
 pub mod printer_events;

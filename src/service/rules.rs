@@ -250,6 +250,74 @@ pub fn pause_args(p: &printer::Model) -> Value {
     })
 }
 
+/// Where a print is in its lifecycle. (A pause is the printer's state,
+/// `PrinterStatus`, not the print's: a paused print is still PRINTING.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PrintState {
+    /// Started and not ended.
+    Printing,
+    /// Ended normally.
+    Finished,
+    /// Ended by a cancel.
+    Cancelled,
+    /// The agent reported it failed, or it was cancelled under a failure
+    /// alert the user did not mark false.
+    Failed,
+}
+
+impl PrintState {
+    pub const ALL: [Self; 4] = [
+        Self::Printing,
+        Self::Finished,
+        Self::Cancelled,
+        Self::Failed,
+    ];
+}
+
+/// A print's state (the rule; [`print_state_condition`] is the same rule
+/// in SQL, for filters).
+pub fn print_state(p: &print::Model) -> PrintState {
+    let alert_stands = p.alerted_at.is_some()
+        && p.alert_overwrite.as_deref() != Some(AlertOverwrite::NotFailed.as_str());
+    match (p.cancelled_at, p.finished_at) {
+        (Some(_), _) if p.failed_at.is_some() || alert_stands => PrintState::Failed,
+        (Some(_), _) => PrintState::Cancelled,
+        (None, Some(_)) => PrintState::Finished,
+        (None, None) => PrintState::Printing,
+    }
+}
+
+/// [`print_state`] as a SQL condition on `prints`.
+pub fn print_state_condition(state: PrintState) -> sea_orm::Condition {
+    use sea_orm::{ColumnTrait, Condition};
+    let alert_stands = Condition::all()
+        .add(print::Column::AlertedAt.is_not_null())
+        .add(
+            Condition::any()
+                .add(print::Column::AlertOverwrite.is_null())
+                .add(print::Column::AlertOverwrite.ne(AlertOverwrite::NotFailed.as_str())),
+        );
+    let failed = Condition::all()
+        .add(print::Column::CancelledAt.is_not_null())
+        .add(
+            Condition::any()
+                .add(print::Column::FailedAt.is_not_null())
+                .add(alert_stands),
+        );
+    match state {
+        PrintState::Failed => failed,
+        PrintState::Cancelled => Condition::all()
+            .add(print::Column::CancelledAt.is_not_null())
+            .add(failed.not()),
+        PrintState::Finished => Condition::all()
+            .add(print::Column::CancelledAt.is_null())
+            .add(print::Column::FinishedAt.is_not_null()),
+        PrintState::Printing => Condition::all()
+            .add(print::Column::CancelledAt.is_null())
+            .add(print::Column::FinishedAt.is_null()),
+    }
+}
+
 /// A print's end: cancelled_at, else finished_at.
 pub fn ended_at(p: &print::Model) -> Option<DateTime<Utc>> {
     p.cancelled_at.or(p.finished_at)

@@ -10,6 +10,7 @@ mod auth;
 mod cluster;
 mod detection;
 mod helpers;
+mod history;
 mod isolation;
 mod jwks;
 mod limits;
