@@ -281,7 +281,20 @@ impl JwtKeys {
                 None => Err("Invalid token: algorithm not accepted.".into()),
             };
         }
-        let kid = header.kid.unwrap_or_default();
+        let Some(kid) = header.kid else {
+            // A token naming no key: any published key of its algorithm
+            // that verifies it (IdPs with one key often leave `kid` out).
+            let mut validation = self.validation.clone();
+            validation.algorithms = vec![header.alg];
+            let mut last = Err("Invalid token: no published key of its algorithm.".to_owned());
+            for key in jwks.keys_for(header.alg) {
+                last = self.verify_with(token, &key, &validation);
+                if last.is_ok() {
+                    break;
+                }
+            }
+            return last;
+        };
         let key = match jwks.key(&kid) {
             Some(k) => k,
             None => {
@@ -472,6 +485,19 @@ impl Jwks {
         self.keys.read().ok()?.get(kid).cloned()
     }
 
+    /// Every key of algorithm `alg`.
+    fn keys_for(&self, alg: Algorithm) -> Vec<DecodingKey> {
+        self.keys.read().map_or_else(
+            |_| Vec::new(),
+            |k| {
+                k.values()
+                    .filter(|(_, a)| *a == alg)
+                    .map(|(key, _)| key.clone())
+                    .collect()
+            },
+        )
+    }
+
     pub fn status(&self) -> JwksStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -564,10 +590,16 @@ impl Jwks {
             let Some(alg) = jwk_algorithm(&jwk) else {
                 continue;
             };
-            let (Some(kid), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(&jwk))
-            else {
+            let Ok(key) = DecodingKey::from_jwk(&jwk) else {
                 continue;
             };
+            // A key without a `kid` is kept under a name no token can
+            // give, for tokens that name none.
+            let kid = jwk
+                .common
+                .key_id
+                .clone()
+                .unwrap_or_else(|| format!("\u{0}unnamed {}", keys.len()));
             keys.insert(kid, (key, alg));
         }
         if keys.is_empty() {

@@ -81,7 +81,7 @@ fn token(pem: &str, alg: Algorithm, kid: &str, claims: Value) -> String {
     }
     .unwrap();
     let mut header = Header::new(alg);
-    header.kid = Some(kid.to_owned());
+    header.kid = (!kid.is_empty()).then(|| kid.to_owned());
     jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
 
@@ -151,6 +151,17 @@ async fn keys_are_chosen_by_kid_and_a_rotation_needs_no_restart() {
         claims("mallory"),
     );
     assert!(me(&app, &d).await.unwrap_err().contains("bad signature"));
+    // A token naming no key: the published key of its algorithm verifies
+    // it; an unpublished one does not.
+    let no_kid = token("a_rs256.pem", Algorithm::RS256, "", claims("dave"));
+    assert_eq!(me(&app, &no_kid).await.as_deref(), Ok("dave@farm.example"));
+    let no_kid = token(
+        "d_unpublished_rs256.pem",
+        Algorithm::RS256,
+        "",
+        claims("mallory"),
+    );
+    assert!(me(&app, &no_kid).await.is_err());
     // The encryption key is never a verification key.
     let e = token(
         "a_rs256.pem",
@@ -169,7 +180,11 @@ async fn keys_are_chosen_by_kid_and_a_rotation_needs_no_restart() {
     )
     .unwrap();
     assert!(me(&app, &hs).await.unwrap_err().contains("algorithm"));
-    assert_eq!(app.user_rows().await, 3, "only alice, bob and carol exist");
+    assert_eq!(
+        app.user_rows().await,
+        4,
+        "only alice, bob, carol and dave exist"
+    );
 }
 
 #[tokio::test]
