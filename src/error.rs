@@ -41,6 +41,10 @@ pub enum AppError {
         field: &'static str,
         message: String,
     },
+    /// Several fields break their rules: each is reported (GraphQL: one
+    /// error per field, each `BAD_USER_INPUT` with `extensions.field`;
+    /// REST: one 400 body naming them all).
+    Fields(Vec<(&'static str, String)>),
     /// A bound on what a user may keep was reached (e.g. printers per
     /// user). HTTP 403; GraphQL `code` names the bound, `extensions.limit`
     /// gives its value.
@@ -91,6 +95,11 @@ impl AppError {
             Self::Unauthenticated(why) => why.clone(),
             Self::NotFound => "Not found.".into(),
             Self::Invalid { field, message } => format!("{field}: {message}"),
+            Self::Fields(all) => all
+                .iter()
+                .map(|(f, m)| format!("{f}: {m}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             Self::LimitReached { message, .. } => message.clone(),
             Self::Forbidden(why) => why.clone(),
             Self::Internal(_) => "Internal server error.".into(),
@@ -102,7 +111,7 @@ impl AppError {
         match self {
             Self::Unauthenticated(_) => code::UNAUTHENTICATED,
             Self::NotFound => code::NOT_FOUND,
-            Self::Invalid { .. } => code::BAD_USER_INPUT,
+            Self::Invalid { .. } | Self::Fields(_) => code::BAD_USER_INPUT,
             Self::LimitReached { code, .. } => code,
             Self::Forbidden(_) => code::FORBIDDEN,
             Self::Internal(_) => code::INTERNAL,
@@ -113,6 +122,60 @@ impl AppError {
 impl From<sea_orm::DbErr> for AppError {
     fn from(e: sea_orm::DbErr) -> Self {
         Self::internal(e)
+    }
+}
+
+/// The extension that carries every field of an [`AppError::Fields`] until
+/// the schema splits it into one error per field.
+pub const FIELDS_EXTENSION: &str = "printgateFields";
+
+/// Collects field errors, so every invalid field of an input is reported
+/// at once; any other error wins.
+#[derive(Debug, Default)]
+pub struct Checks {
+    fields: Vec<(&'static str, String)>,
+    other: Option<AppError>,
+}
+
+impl Checks {
+    /// The value, or `None` after noting why it is refused.
+    pub fn check<T>(&mut self, result: Result<T, AppError>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(AppError::Invalid { field, message }) => {
+                self.fields.push((field, message));
+                None
+            }
+            Err(AppError::Fields(all)) => {
+                self.fields.extend(all);
+                None
+            }
+            Err(other) => {
+                self.other.get_or_insert(other);
+                None
+            }
+        }
+    }
+
+    /// Refuses a field outright.
+    pub fn refuse(&mut self, field: &'static str, message: impl Into<String>) {
+        self.fields.push((field, message.into()));
+    }
+
+    /// Ok when nothing was refused; else every refusal at once.
+    pub fn finish(self) -> Result<(), AppError> {
+        if let Some(other) = self.other {
+            return Err(other);
+        }
+        let mut fields = self.fields;
+        match fields.len() {
+            0 => Ok(()),
+            1 => {
+                let (field, message) = fields.remove(0);
+                Err(AppError::Invalid { field, message })
+            }
+            _ => Err(AppError::Fields(fields)),
+        }
     }
 }
 
@@ -152,13 +215,38 @@ impl From<AppError> for async_graphql::Error {
                         ext.set("errorId", error_id.clone());
                     })
             }
+            // The message is the reason only: a form shows it beside the
+            // field `extensions.field` names.
             AppError::Invalid { field, message } => {
-                async_graphql::Error::new(format!("{}: {message}", camel_case(field))).extend_with(
-                    |_, ext| {
-                        ext.set("code", code::BAD_USER_INPUT);
-                        ext.set("field", camel_case(field));
-                    },
-                )
+                async_graphql::Error::new(message).extend_with(|_, ext| {
+                    ext.set("code", code::BAD_USER_INPUT);
+                    ext.set("field", camel_case(field));
+                })
+            }
+            // One error here; the schema's error extension (`codes.rs`)
+            // makes it one error per field.
+            AppError::Fields(all) => {
+                let first = all.first().cloned().unwrap_or(("input", String::new()));
+                async_graphql::Error::new(first.1).extend_with(|_, ext| {
+                    ext.set("code", code::BAD_USER_INPUT);
+                    ext.set("field", camel_case(first.0));
+                    let list: Vec<async_graphql::Value> = all
+                        .iter()
+                        .map(|(f, m)| {
+                            let mut o = async_graphql::indexmap::IndexMap::new();
+                            o.insert(
+                                async_graphql::Name::new("field"),
+                                async_graphql::Value::from(camel_case(f)),
+                            );
+                            o.insert(
+                                async_graphql::Name::new("message"),
+                                async_graphql::Value::from(m.as_str()),
+                            );
+                            async_graphql::Value::Object(o)
+                        })
+                        .collect();
+                    ext.set(FIELDS_EXTENSION, async_graphql::Value::List(list));
+                })
             }
             AppError::LimitReached {
                 code,

@@ -66,10 +66,46 @@ fn invalid_variable(message: &str) -> Option<(String, String)> {
     Some((field, why))
 }
 
+/// An error carrying several invalid fields, as one error per field (the
+/// same path and locations, each with its `field` and message).
+fn split_fields(mut err: ServerError) -> Vec<ServerError> {
+    let list = err.extensions.as_mut().and_then(|ext| {
+        let list = ext.get(crate::error::FIELDS_EXTENSION).cloned();
+        ext.unset(crate::error::FIELDS_EXTENSION);
+        list
+    });
+    let Some(async_graphql::Value::List(fields)) = list else {
+        return vec![err];
+    };
+    fields
+        .into_iter()
+        .filter_map(|f| {
+            let async_graphql::Value::Object(o) = f else {
+                return None;
+            };
+            let text = |k: &str| match o.get(k) {
+                Some(async_graphql::Value::String(s)) => Some(s.clone()),
+                _ => None,
+            };
+            let mut one = err.clone();
+            one.message = text("message")?;
+            one.extensions
+                .get_or_insert_with(Default::default)
+                .set("field", text("field")?);
+            Some(one)
+        })
+        .collect()
+}
+
 #[async_trait::async_trait]
 impl Extension for ErrorCodesExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut resp = next.run(ctx).await;
+        // One error per invalid field (see `AppError::Fields`).
+        resp.errors = std::mem::take(&mut resp.errors)
+            .into_iter()
+            .flat_map(split_fields)
+            .collect();
         for err in &mut resp.errors {
             // No path: raised before execution started (e.g. unknown
             // operation name); with a path: an argument that did not coerce.
@@ -123,7 +159,7 @@ impl Extension for ErrorCodesExtension {
                     // A value of the wrong type is the caller's input being
                     // wrong, not the document: name the field, as the
                     // service's own validation errors do.
-                    e.message = format!("{field}: {why}");
+                    e.message = why;
                     let ext = e.extensions.get_or_insert_with(Default::default);
                     ext.set("code", code::BAD_USER_INPUT);
                     ext.set("field", field);

@@ -46,35 +46,45 @@ pub struct UpdatePrinterInput {
     pub options: PrinterOptions,
 }
 
-/// A given value; an explicit null is refused (these fields have no null).
-fn given<T>(field: &'static str, v: MaybeUndefined<T>) -> Result<Option<T>, AppError> {
+/// A given value; an explicit null is noted in `nulls` (these fields have
+/// no null), to be refused with every other invalid field.
+fn given<T>(nulls: &mut Vec<&'static str>, field: &'static str, v: MaybeUndefined<T>) -> Option<T> {
     match v {
-        MaybeUndefined::Undefined => Ok(None),
-        MaybeUndefined::Null => Err(AppError::invalid(field, "This field may not be null.")),
-        MaybeUndefined::Value(v) => Ok(Some(v)),
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => {
+            nulls.push(field);
+            None
+        }
+        MaybeUndefined::Value(v) => Some(v),
     }
 }
 
 impl PrinterOptions {
-    fn into_patch(self, name: Option<String>) -> Result<PrinterPatch, AppError> {
-        Ok(PrinterPatch {
+    fn into_patch(self, name: Option<String>, mut nulls: Vec<&'static str>) -> PrinterPatch {
+        let n = &mut nulls;
+        let patch = PrinterPatch {
             name,
-            action_on_failure: given("action_on_failure", self.action_on_failure)?.map(Into::into),
-            watching_enabled: given("watching_enabled", self.watching_enabled)?,
-            tools_off_on_pause: given("tools_off_on_pause", self.tools_off_on_pause)?,
-            bed_off_on_pause: given("bed_off_on_pause", self.bed_off_on_pause)?,
-            retract_on_pause: given("retract_on_pause", self.retract_on_pause)?,
-            lift_z_on_pause: given("lift_z_on_pause", self.lift_z_on_pause)?,
-            detective_sensitivity: given("detective_sensitivity", self.detective_sensitivity)?,
+            action_on_failure: given(n, "action_on_failure", self.action_on_failure)
+                .map(Into::into),
+            watching_enabled: given(n, "watching_enabled", self.watching_enabled),
+            tools_off_on_pause: given(n, "tools_off_on_pause", self.tools_off_on_pause),
+            bed_off_on_pause: given(n, "bed_off_on_pause", self.bed_off_on_pause),
+            retract_on_pause: given(n, "retract_on_pause", self.retract_on_pause),
+            lift_z_on_pause: given(n, "lift_z_on_pause", self.lift_z_on_pause),
+            detective_sensitivity: given(n, "detective_sensitivity", self.detective_sensitivity),
             min_timelapse_secs_on_finish: given(
+                n,
                 "min_timelapse_secs_on_finish",
                 self.min_timelapse_secs_on_finish,
-            )?,
+            ),
             min_timelapse_secs_on_cancel: given(
+                n,
                 "min_timelapse_secs_on_cancel",
                 self.min_timelapse_secs_on_cancel,
-            )?,
-        })
+            ),
+            nulls: Vec::new(),
+        };
+        PrinterPatch { nulls, ..patch }
     }
 }
 
@@ -105,7 +115,7 @@ impl PrinterMutation {
         input: CreatePrinterInput,
     ) -> Result<Printer> {
         let viewer = writer(ctx).await?;
-        let patch = input.options.into_patch(None)?;
+        let patch = input.options.into_patch(None, Vec::new());
         let new = NewPrinter {
             name: input.name,
             patch,
@@ -124,8 +134,9 @@ impl PrinterMutation {
     ) -> Result<Printer> {
         let viewer = writer(ctx).await?;
         let id = existing(&id)?;
-        let name = given("name", input.name)?;
-        let patch = input.options.into_patch(name)?;
+        let mut nulls = Vec::new();
+        let name = given(&mut nulls, "name", input.name);
+        let patch = input.options.into_patch(name, nulls);
         Ok(Printer(
             request(ctx)?
                 .service()

@@ -296,6 +296,9 @@ impl RestApi {
             .variables(Variables::from_json(Value::Object(vars)));
         let resp = state.gateway.execute(identity, request).await;
         if let Some(err) = resp.errors.first() {
+            if code_of(err).as_deref() == Some(code::BAD_USER_INPUT) {
+                return invalid_fields(&resp.errors, &names);
+            }
             return graphql_error(err, &names);
         }
         let data = match resp.data.into_json() {
@@ -395,6 +398,40 @@ async fn read_json_object(req: Request) -> Result<Map<String, Value>, Response> 
             &format!("JSON parse error - {e}"),
         )),
     }
+}
+
+fn code_of(err: &ServerError) -> Option<String> {
+    match err.extensions.as_ref().and_then(|e| e.get("code")) {
+        Some(async_graphql::Value::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The 400 body naming every invalid field (`{"field": ["message"]}`),
+/// under the names the client used.
+fn invalid_fields(errors: &[ServerError], names: &HashMap<String, String>) -> Response {
+    let mut body = Map::new();
+    for err in errors
+        .iter()
+        .filter(|e| code_of(e).as_deref() == Some(code::BAD_USER_INPUT))
+    {
+        let field = match err.extensions.as_ref().and_then(|e| e.get("field")) {
+            Some(async_graphql::Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let message = err
+            .message
+            .strip_prefix(&format!("{field}: "))
+            .unwrap_or(&err.message);
+        let key = names
+            .get(&field)
+            .cloned()
+            .unwrap_or_else(|| snake_case(&field));
+        if let Value::Array(list) = body.entry(key).or_insert_with(|| Value::Array(Vec::new())) {
+            list.push(Value::String(message.to_owned()));
+        }
+    }
+    (StatusCode::BAD_REQUEST, axum::Json(Value::Object(body))).into_response()
 }
 
 /// The REST answer to a GraphQL error, by its code.

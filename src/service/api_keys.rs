@@ -111,10 +111,15 @@ impl Service {
         new: NewApiKey,
     ) -> Result<(api_key::Model, String), AppError> {
         viewer.in_person()?;
-        let name = rules::valid_text("name", &new.name, NAME_MAX_CHARS)?;
+        let mut c = crate::error::Checks::default();
+        let name = c.check(rules::valid_text("name", &new.name, NAME_MAX_CHARS));
         if new.expires_at.is_some_and(|at| at <= Utc::now()) {
-            return Err(AppError::invalid("expires_at", "Must be in the future."));
+            c.refuse("expires_at", "Must be in the future.");
         }
+        c.finish()?;
+        let Some(name) = name else {
+            return Err(AppError::internal("checked input vanished"));
+        };
         let key = format!(
             "{KEY_PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())

@@ -14,7 +14,7 @@ use sea_orm::{
 use super::printer_events::{LogEntry, types};
 use super::rules::{self, ActionOnFailure, AlertOverwrite, defaults};
 use super::{AgentCommand, Service, Viewer, bump_version, now};
-use crate::error::AppError;
+use crate::error::{AppError, Checks};
 use crate::events::{Event, EventKind};
 
 /// A new printer: the name is required, every other writable field optional.
@@ -37,6 +37,9 @@ pub struct PrinterPatch {
     pub detective_sensitivity: Option<f64>,
     pub min_timelapse_secs_on_finish: Option<i32>,
     pub min_timelapse_secs_on_cancel: Option<i32>,
+    /// Fields the client set to null, which none of these may be (kept so
+    /// they are reported with every other invalid field).
+    pub nulls: Vec<&'static str>,
 }
 
 impl PrinterPatch {
@@ -46,27 +49,50 @@ impl PrinterPatch {
         fn set<T: Into<sea_orm::Value>>(v: Option<T>) -> sea_orm::ActiveValue<T> {
             v.map_or(NotSet, Set)
         }
-        let name = self.name.as_deref().map(rules::valid_name).transpose()?;
-        let retract = self
-            .retract_on_pause
-            .map(|v| rules::valid_mm("retract_on_pause", v))
-            .transpose()?;
-        let lift = self
-            .lift_z_on_pause
-            .map(|v| rules::valid_mm("lift_z_on_pause", v))
-            .transpose()?;
-        let sensitivity = self
-            .detective_sensitivity
-            .map(rules::valid_sensitivity)
-            .transpose()?;
-        let on_finish = self
-            .min_timelapse_secs_on_finish
-            .map(|v| rules::valid_timelapse_secs("min_timelapse_secs_on_finish", v))
-            .transpose()?;
-        let on_cancel = self
-            .min_timelapse_secs_on_cancel
-            .map(|v| rules::valid_timelapse_secs("min_timelapse_secs_on_cancel", v))
-            .transpose()?;
+        // Every field is checked, so all that are wrong are reported.
+        let mut c = Checks::default();
+        for field in &self.nulls {
+            c.refuse(field, "This field may not be null.");
+        }
+        let name = c
+            .check(self.name.as_deref().map(rules::valid_name).transpose())
+            .flatten();
+        let retract = c
+            .check(
+                self.retract_on_pause
+                    .map(|v| rules::valid_mm("retract_on_pause", v))
+                    .transpose(),
+            )
+            .flatten();
+        let lift = c
+            .check(
+                self.lift_z_on_pause
+                    .map(|v| rules::valid_mm("lift_z_on_pause", v))
+                    .transpose(),
+            )
+            .flatten();
+        let sensitivity = c
+            .check(
+                self.detective_sensitivity
+                    .map(rules::valid_sensitivity)
+                    .transpose(),
+            )
+            .flatten();
+        let on_finish = c
+            .check(
+                self.min_timelapse_secs_on_finish
+                    .map(|v| rules::valid_timelapse_secs("min_timelapse_secs_on_finish", v))
+                    .transpose(),
+            )
+            .flatten();
+        let on_cancel = c
+            .check(
+                self.min_timelapse_secs_on_cancel
+                    .map(|v| rules::valid_timelapse_secs("min_timelapse_secs_on_cancel", v))
+                    .transpose(),
+            )
+            .flatten();
+        c.finish()?;
         Ok(printer::ActiveModel {
             name: set(name),
             action_on_failure: set(self.action_on_failure.map(|a| a.as_str().to_owned())),
@@ -157,8 +183,13 @@ impl Service {
         viewer: &Viewer,
         new: NewPrinter,
     ) -> Result<printer::Model, AppError> {
-        let name = rules::valid_name(&new.name)?;
-        let mut row = new.patch.validate()?;
+        let mut c = Checks::default();
+        let name = c.check(rules::valid_name(&new.name));
+        let row = c.check(new.patch.validate());
+        c.finish()?;
+        let (Some(name), Some(mut row)) = (name, row) else {
+            return Err(AppError::internal("checked input vanished"));
+        };
         row.name = Set(name);
         row.user_id = Set(viewer.id());
         row.created_at = Set(now());

@@ -363,9 +363,14 @@ impl Service {
         new: NewWebhook,
     ) -> Result<(webhook::Model, String), AppError> {
         viewer.in_person()?;
-        let events = valid_events(&new.events)?;
-        let description = valid_description(new.description)?;
-        let url = self.checked_url(&new.url).await?;
+        let mut c = crate::error::Checks::default();
+        let events = c.check(valid_events(&new.events));
+        let description = c.check(valid_description(new.description));
+        let url = c.check(self.checked_url(&new.url).await);
+        c.finish()?;
+        let (Some(events), Some(description), Some(url)) = (events, description, url) else {
+            return Err(AppError::internal("checked input vanished"));
+        };
         let secret = new_secret();
         let txn = self.db().begin().await?;
         super::bump_version(&txn, viewer.id()).await?;
@@ -441,15 +446,23 @@ impl Service {
     ) -> Result<webhook::Model, AppError> {
         let current = self.owned_webhook(viewer, id).await?;
         let mut row: webhook::ActiveModel = current.into();
-        if let Some(events) = patch.events {
-            row.event_types = Set(valid_events(&events)?);
+        let mut c = crate::error::Checks::default();
+        if let Some(events) = patch.events
+            && let Some(v) = c.check(valid_events(&events))
+        {
+            row.event_types = Set(v);
         }
-        if let Some(d) = patch.description {
-            row.description = Set(valid_description(d)?);
+        if let Some(d) = patch.description
+            && let Some(v) = c.check(valid_description(d))
+        {
+            row.description = Set(v);
         }
-        if let Some(url) = patch.url {
-            row.url = Set(self.checked_url(&url).await?);
+        if let Some(url) = patch.url
+            && let Some(v) = c.check(self.checked_url(&url).await)
+        {
+            row.url = Set(v);
         }
+        c.finish()?;
         if let Some(enabled) = patch.enabled {
             row.enabled = Set(enabled);
             if enabled {

@@ -535,3 +535,68 @@ async fn mute_and_acknowledge_work_on_the_current_print() {
         "a refused acknowledge writes nothing"
     );
 }
+
+#[tokio::test]
+async fn every_invalid_field_is_reported_at_once_without_its_name_in_the_message() {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    let body = app
+        .gql(
+            Some(&token),
+            "mutation { createPrinter(input: {name: \"  \", retractOnPause: 100.5, detectiveSensitivity: 2, watchingEnabled: null}) { id } }",
+            json!({}),
+        )
+        .await;
+    let errors = body["errors"].as_array().unwrap();
+    let mut fields: Vec<&str> = errors
+        .iter()
+        .map(|e| e["extensions"]["field"].as_str().unwrap())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "detectiveSensitivity",
+            "name",
+            "retractOnPause",
+            "watchingEnabled"
+        ],
+        "{body}"
+    );
+    for e in errors {
+        assert_eq!(e["extensions"]["code"], "BAD_USER_INPUT");
+        let field = e["extensions"]["field"].as_str().unwrap();
+        let message = e["message"].as_str().unwrap();
+        assert!(!message.contains(field), "{message} repeats {field}");
+        assert!(e["extensions"].get("printgateFields").is_none());
+    }
+    assert_eq!(
+        app.printer_rows().await,
+        0,
+        "a refused create wrote nothing"
+    );
+
+    // REST: one 400 body naming every field, in the client's names.
+    let id = app.create_printer(&token, "Kept").await;
+    let resp = app
+        .rest(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/printers/{id}/"),
+            Some(&token),
+        )
+        .json(&json!({"name": "", "lift_z_on_pause": -1, "min_timelapse_secs_on_finish": -5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    let mut keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["lift_z_on_pause", "min_timelapse_secs_on_finish", "name"],
+        "{body}"
+    );
+    assert!(body["name"][0].as_str().unwrap().contains("blank"));
+    assert_eq!(app.stored_printer(&id).await.name, "Kept");
+}
