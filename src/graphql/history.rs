@@ -94,7 +94,8 @@ pub struct PrintOrder {
 /// What a history connection carries besides its edges.
 #[derive(SimpleObject)]
 pub struct PrintTotals {
-    /// How many prints match the filter (the same on every page).
+    /// How many prints match the filter (the same on every page; counted
+    /// only when asked for).
     pub total_count: u64,
 }
 
@@ -189,9 +190,10 @@ pub async fn prints(
         Some(OrderDirection::Asc) => history::PrintOrder::OldestFirst,
         _ => history::PrintOrder::NewestFirst,
     };
+    let with_total = ctx.look_ahead().field("totalCount").exists();
     let found = request(ctx)?
         .service()
-        .prints(viewer, printer_id, &filter, order, page)
+        .prints(viewer, printer_id, &filter, order, page, with_total)
         .await?;
     let Some(found) = found else {
         return Err(AppError::NotFound.into());
@@ -200,7 +202,7 @@ pub async fn prints(
         found.has_previous,
         found.has_next,
         PrintTotals {
-            total_count: found.total,
+            total_count: found.total.unwrap_or_default(),
         },
     );
     conn.edges.extend(

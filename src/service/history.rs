@@ -73,8 +73,8 @@ pub struct PrintPage {
     pub prints: Vec<print::Model>,
     pub has_next: bool,
     pub has_previous: bool,
-    /// How many prints match the filter, on every page.
-    pub total: u64,
+    /// How many prints match the filter, on every page (when asked).
+    pub total: Option<u64>,
 }
 
 /// Rows strictly past `p` in `order` (`forward`), or strictly before it.
@@ -116,6 +116,7 @@ impl Service {
         filter: &PrintFilter,
         order: PrintOrder,
         page: PageRequest,
+        with_total: bool,
     ) -> Result<Option<PrintPage>, AppError> {
         let mut base = Condition::all();
         match printer_id {
@@ -157,10 +158,17 @@ impl Service {
                     .like(LikeExpr::new(contains_pattern(name)).escape('\\')),
             );
         }
-        let total = print::Entity::find()
-            .filter(base.clone())
-            .count(self.db())
-            .await?;
+        // The count reads every match: only when the client asked for it.
+        let total = if with_total {
+            Some(
+                print::Entity::find()
+                    .filter(base.clone())
+                    .count(self.db())
+                    .await?,
+            )
+        } else {
+            None
+        };
         let mut bounded = base.clone();
         if let Some(a) = page.after {
             bounded = bounded.add(beyond(a, order, true));
