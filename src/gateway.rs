@@ -76,6 +76,17 @@ impl Gateway {
         self.schema.execute(with_request_data(request, &ctx)).await
     }
 
+    /// Executes one operation as `identity`, its printers showing their
+    /// agent tokens: for the REST paths only, whose contract has them.
+    pub async fn execute_showing_credentials(
+        &self,
+        identity: Identity,
+        request: Request,
+    ) -> Response {
+        self.execute(identity, request.data(crate::graphql::ShowCredentials))
+            .await
+    }
+
     /// Executes one operation or a batch as `identity`; the operations of a
     /// batch share the identity and the viewer lookup.
     pub async fn execute_batch(&self, identity: Identity, batch: BatchRequest) -> BatchResponse {

@@ -17,7 +17,16 @@ pub struct RequestContext {
     identity: Identity,
     service: Service,
     viewer: OnceCell<Viewer>,
+    /// Printers whose agent token this request may show: ones it created
+    /// (the token is shown with the new printer, once).
+    revealed: std::sync::Mutex<Vec<i32>>,
 }
+
+/// Marks a request whose answers show every printer's agent token: the
+/// REST paths', whose contract (the seed) has `auth_token` in each
+/// printer body. GraphQL clients read tokens only on purpose
+/// (`printerCredentials`, `regeneratePrinterToken`, `createPrinter`).
+pub struct ShowCredentials;
 
 impl RequestContext {
     pub fn new(identity: Identity, service: Service) -> Arc<Self> {
@@ -25,6 +34,7 @@ impl RequestContext {
             identity,
             service,
             viewer: OnceCell::new(),
+            revealed: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -58,6 +68,17 @@ impl RequestContext {
 
     pub fn service(&self) -> &Service {
         &self.service
+    }
+
+    /// Lets this request's answer show printer `id`'s agent token.
+    pub fn reveal(&self, id: i32) {
+        if let Ok(mut r) = self.revealed.lock() {
+            r.push(id);
+        }
+    }
+
+    pub fn revealed(&self, id: i32) -> bool {
+        self.revealed.lock().is_ok_and(|r| r.contains(&id))
     }
 }
 

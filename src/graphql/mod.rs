@@ -24,7 +24,7 @@ use async_graphql::Schema;
 
 use crate::urls::UrlSigner;
 
-pub use context::{RequestContext, with_request_data};
+pub use context::{RequestContext, ShowCredentials, with_request_data};
 /// The query root: printers and the viewer, and the integrations.
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]

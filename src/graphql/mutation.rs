@@ -4,7 +4,9 @@ use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result};
 
 use super::context::{request, writer};
 use super::query::row_id;
-use super::types::{ActionOnFailure, AlertOverwrite, Printer, PrinterActionResult};
+use super::types::{
+    ActionOnFailure, AlertOverwrite, Printer, PrinterActionResult, PrinterCredentials,
+};
 use crate::error::AppError;
 use crate::service::{NewPrinter, PrinterAction, PrinterPatch};
 
@@ -120,9 +122,25 @@ impl PrinterMutation {
             name: input.name,
             patch,
         };
-        Ok(Printer(
-            request(ctx)?.service().create_printer(viewer, new).await?,
-        ))
+        let created = request(ctx)?.service().create_printer(viewer, new).await?;
+        // The new printer's token is shown here, once.
+        request(ctx)?.reveal(created.id);
+        Ok(Printer(created))
+    }
+
+    /// Gives a printer a new agent token: the old one stops working at once
+    /// (its live connection is closed) and the new one is in the result.
+    async fn regenerate_printer_token(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<PrinterCredentials> {
+        let viewer = writer(ctx).await?;
+        let row = request(ctx)?
+            .service()
+            .regenerate_printer_token(viewer, existing(&id)?)
+            .await?;
+        Ok(PrinterCredentials(row))
     }
 
     /// Changes the given fields of a printer and leaves the rest alone.

@@ -4,7 +4,7 @@ use async_graphql::{Context, ID, Object, Result};
 
 use super::context::{request, viewer};
 use super::history::{PrintConnection, PrintFilter, PrintOrder, PrintsArgs};
-use super::types::{Printer, User};
+use super::types::{Printer, PrinterCredentials, User};
 
 /// Parses an `ID` into a row id; anything else names no row.
 pub fn row_id(id: &ID) -> Option<i32> {
@@ -78,6 +78,21 @@ impl PrinterQuery {
             },
         )
         .await
+    }
+
+    /// A printer's agent token, read on purpose (lists and subscriptions
+    /// never carry it); null when the printer is not the viewer's.
+    async fn printer_credentials(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<Option<PrinterCredentials>> {
+        let viewer = viewer(ctx).await?;
+        let Some(id) = row_id(&id) else {
+            return Ok(None);
+        };
+        let row = request(ctx)?.service().printer(viewer, id).await?;
+        Ok(row.map(PrinterCredentials))
     }
 
     /// The authenticated user.

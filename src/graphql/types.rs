@@ -91,6 +91,21 @@ impl User {
     }
 }
 
+/// A printer's agent credential, asked for on purpose.
+pub struct PrinterCredentials(pub printer::Model);
+
+#[Object]
+impl PrinterCredentials {
+    /// The printer's id.
+    async fn printer_id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// The token its agent connects with (`Authorization: bearer <token>`).
+    async fn auth_token(&self) -> &str {
+        &self.0.auth_token
+    }
+}
+
 /// A 3D printer and what its agent last reported.
 pub struct Printer(pub printer::Model);
 
@@ -165,9 +180,14 @@ impl Printer {
     async fn min_timelapse_secs_on_cancel(&self) -> i32 {
         self.0.min_timelapse_secs_on_cancel
     }
-    /// The agent's credential, for setting it up.
-    async fn auth_token(&self) -> &str {
-        &self.0.auth_token
+    /// The agent's credential: only in `createPrinter`'s result (null in
+    /// every other read, so it does not land in client caches); read it on
+    /// purpose with `printerCredentials`, replace it with
+    /// `regeneratePrinterToken`.
+    async fn auth_token(&self, ctx: &Context<'_>) -> Option<&str> {
+        let shown = ctx.data_opt::<super::context::ShowCredentials>().is_some()
+            || super::context::request(ctx).is_ok_and(|r| r.revealed(self.0.id));
+        shown.then_some(self.0.auth_token.as_str())
     }
     async fn archived_at(&self) -> Option<DateTime> {
         self.0.archived_at.map(Into::into)

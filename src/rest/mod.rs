@@ -294,7 +294,10 @@ impl RestApi {
         }
         let request = async_graphql::Request::new(route.document)
             .variables(Variables::from_json(Value::Object(vars)));
-        let resp = state.gateway.execute(identity, request).await;
+        let resp = state
+            .gateway
+            .execute_showing_credentials(identity, request)
+            .await;
         if let Some(err) = resp.errors.first() {
             if code_of(err).as_deref() == Some(code::BAD_USER_INPUT) {
                 return invalid_fields(&resp.errors, &names);

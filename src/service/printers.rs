@@ -334,6 +334,35 @@ impl Service {
         Ok(())
     }
 
+    /// A new agent token for one of the viewer's printers; the old token's
+    /// live connection is closed (the hub refuses it from now on, as the
+    /// token no longer names the printer).
+    pub async fn regenerate_printer_token(
+        &self,
+        viewer: &Viewer,
+        id: i32,
+    ) -> Result<printer::Model, AppError> {
+        let txn = self.db().begin().await?;
+        bump_version(&txn, viewer.id()).await?;
+        let updated = printer::Entity::update_many()
+            .col_expr(
+                printer::Column::AuthToken,
+                Expr::value(rules::new_auth_token()),
+            )
+            .filter(printer::Column::Id.eq(id))
+            .filter(printer::Column::UserId.eq(viewer.id()))
+            .filter(printer::Column::DeletedAt.is_null())
+            .exec_with_returning(&txn)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(AppError::NotFound)?;
+        txn.commit().await?;
+        self.publish(&updated, EventKind::Updated);
+        self.commands.disconnect(id).await;
+        Ok(updated)
+    }
+
     /// Archives (keeping the first archive time) or unarchives a printer.
     pub async fn set_archived(
         &self,

@@ -91,7 +91,7 @@ pub struct Counters {
     pub commands_received: AtomicU64,
     pub connections: AtomicU64,
     pub snapshots_posted: AtomicU64,
-    /// The last `_sim_seq` each agent sent, by agent token.
+    /// The last `_sim_seq` each agent sent, by [`agent_tag`].
     last_seq: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
@@ -457,6 +457,14 @@ pub async fn run(args: SimulateArgs) -> Result<Arc<Counters>, String> {
     Ok(counters)
 }
 
+/// A short, one-way name of an agent's token that its statuses carry
+/// (`_sim_agent`), so the report can tell the agents apart without the
+/// token (which reads do not show).
+pub fn agent_tag(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(token.as_bytes())[..8])
+}
+
 /// One agent: token check, then websocket sessions until told to stop.
 async fn agent(
     n: usize,
@@ -545,14 +553,17 @@ async fn session(
             _ = ticker.tick(), if !*stop.borrow() => {
                 printer.tick(args.speed);
                 let late = args.late_ts && printer.seq % 4 == 3;
-                let frame = printer.frame(late, !*settings_sent);
+                let mut frame = printer.frame(late, !*settings_sent);
+                // Which agent sent it, for the report (the token itself
+                // never goes into a status: statuses are read by clients).
+                frame["status"]["_sim_agent"] = agent_tag(token).into();
                 *settings_sent = true;
                 if sink.send(Message::Text(frame.to_string().into())).await.is_err() {
                     return SessionEnd::Lost;
                 }
                 counters.statuses_sent.fetch_add(1, Ordering::Relaxed);
                 if !late && let Ok(mut m) = counters.last_seq.lock() {
-                    m.insert(token.to_owned(), printer.seq);
+                    m.insert(agent_tag(token), printer.seq);
                 }
                 frames_this_session += 1;
                 if args.garbage && printer.seq.is_multiple_of(5) {

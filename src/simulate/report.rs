@@ -25,7 +25,7 @@ pub struct Seen {
     /// Status-to-subscriber latencies, in milliseconds, with when each
     /// status was sent (unix ms).
     pub latencies_ms: Vec<(i64, i64)>,
-    /// The newest sequence number seen, by agent token.
+    /// The newest sequence number seen, by agent tag.
     pub last: HashMap<String, u64>,
     /// Statuses sent after the warm-up that this subscriber never saw
     /// (gaps in a printer's sequence numbers).
@@ -41,7 +41,7 @@ impl Seen {
     }
 }
 
-const SUBSCRIPTION: &str = "subscription { printerUpdated { authToken status { raw } } }";
+const SUBSCRIPTION: &str = "subscription { printerUpdated { status { raw } } }";
 
 /// Subscribes to all of the user's printers until `stop` flips (plus a
 /// grace period for the last statuses).
@@ -86,7 +86,7 @@ pub async fn watch(
                 };
                 let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else { continue };
                 let p = &v["payload"]["data"]["printerUpdated"];
-                let (Some(token), Some(seq)) = (p["authToken"].as_str(), p["status"]["raw"]["_sim_seq"].as_u64()) else {
+                let (Some(token), Some(seq)) = (p["status"]["raw"]["_sim_agent"].as_str(), p["status"]["raw"]["_sim_seq"].as_u64()) else {
                     continue;
                 };
                 seen.updates += 1;
@@ -110,7 +110,7 @@ pub async fn watch(
     seen
 }
 
-/// The `_sim_seq` of each printer's stored status, by agent token.
+/// The `_sim_seq` of each printer's stored status, by agent tag.
 pub async fn stored_seqs(
     http: &reqwest::Client,
     url: &str,
@@ -119,7 +119,7 @@ pub async fn stored_seqs(
     let body: Value = http
         .post(format!("{url}/graphql"))
         .bearer_auth(jwt)
-        .json(&json!({"query": "{ printers { authToken status { raw } } }"}))
+        .json(&json!({"query": "{ printers { status { raw } } }"}))
         .send()
         .await
         .map_err(|e| e.to_string())?
@@ -132,7 +132,7 @@ pub async fn stored_seqs(
             ps.iter()
                 .filter_map(|p| {
                     Some((
-                        p["authToken"].as_str()?.to_owned(),
+                        p["status"]["raw"]["_sim_agent"].as_str()?.to_owned(),
                         p["status"]["raw"]["_sim_seq"].as_u64()?,
                     ))
                 })

@@ -600,3 +600,94 @@ async fn every_invalid_field_is_reported_at_once_without_its_name_in_the_message
     assert!(body["name"][0].as_str().unwrap().contains("blank"));
     assert_eq!(app.stored_printer(&id).await.name, "Kept");
 }
+
+#[tokio::test]
+async fn the_agent_token_is_read_only_on_purpose_and_rest_keeps_it() {
+    let app = TestApp::spawn().await;
+    let t = app.token("alice");
+    let made = app
+        .gql(
+            Some(&t),
+            "mutation { createPrinter(input: {name: \"P\"}) { id authToken } }",
+            json!({}),
+        )
+        .await;
+    let id = made["data"]["createPrinter"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = made["data"]["createPrinter"]["authToken"]
+        .as_str()
+        .expect("shown once, on creation")
+        .to_owned();
+    // Not in reads.
+    let list = app
+        .gql(Some(&t), "{ printers { id authToken } }", json!({}))
+        .await;
+    assert_eq!(
+        list["data"]["printers"][0]["authToken"],
+        Value::Null,
+        "{list}"
+    );
+    let one = app
+        .gql(
+            Some(&t),
+            "query($id: ID!) { printer(id: $id) { authToken } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(one["data"]["printer"]["authToken"], Value::Null);
+    // On purpose.
+    let creds = app
+        .gql(
+            Some(&t),
+            "query($id: ID!) { printerCredentials(id: $id) { printerId authToken } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(
+        creds["data"]["printerCredentials"]["authToken"],
+        token.as_str()
+    );
+    let foreign = app
+        .gql(
+            Some(&app.token("bob")),
+            "query($id: ID!) { printerCredentials(id: $id) { authToken } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(foreign["data"]["printerCredentials"], Value::Null);
+    // The REST body keeps auth_token, as the seed says.
+    let rest: Value = app
+        .rest(reqwest::Method::GET, "/api/v1/printers/", Some(&t))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest[0]["auth_token"], token.as_str());
+    // A new token: the old one no longer opens the agent endpoints.
+    let new = app
+        .gql(
+            Some(&t),
+            "mutation($id: ID!) { regeneratePrinterToken(id: $id) { authToken } }",
+            json!({"id": id}),
+        )
+        .await;
+    let new = new["data"]["regeneratePrinterToken"]["authToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new, token);
+    let status = |auth: String| {
+        let req = app
+            .client
+            .get(format!("{}/api/v1/octo/printer/", app.url))
+            .header("authorization", format!("Token {auth}"));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(token.clone()).await, 401);
+    assert_eq!(status(new.clone()).await, 200);
+    assert_eq!(app.stored_printer(&id).await.auth_token, new);
+}
