@@ -78,7 +78,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             let keys = JwtKeys::load(&config.jwt)?;
             println!("{}", keys.mint(&args.sub, args.email.as_deref(), args.ttl)?);
         }
-        Command::Demo(args) => crate::demo::run(config.bind, args).await?,
+        Command::Demo(args) => crate::demo::run(config, args).await?,
         Command::MlSim(args) => crate::mlsim::run(args).await?,
         Command::WebhookReceiver(args) => crate::receiver::run(args).await?,
         Command::Simulate(args) => {

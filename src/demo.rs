@@ -37,38 +37,40 @@ pub struct DemoArgs {
     pub interval: Duration,
 }
 
-/// Runs the demo until Ctrl-C.
-pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
+/// Runs the demo until Ctrl-C, with every serve flag as given (`--bind`,
+/// `--cors-origins`, `--public-url`, limits, ...) except what makes it a
+/// demo: a fresh SQLite database, a token it mints (with the configured
+/// secret, else a random one), GraphiQL on, development mode, and a
+/// simulated ML service.
+pub async fn run(config: Config, args: DemoArgs) -> Result<(), StartupError> {
     let dir = std::env::temp_dir().join(format!("printgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let config = Config {
-        bind,
-        public_url: String::new(),
-        schema: Default::default(),
-        graphiql: true,
-        rate_limits: Default::default(),
-        request_timeout: std::time::Duration::from_secs(30),
-        cors_origins: Vec::new(),
-        trusted_documents: None,
-        detection: None,
-        webhooks: Default::default(),
-        guards: Default::default(),
-        database: DatabaseConfig::new(
-            format!("sqlite://{}?mode=rwc", dir.join("demo.db").display()),
-            5,
+    let mut config = config;
+    config.graphiql = true;
+    config.schema.introspection = true;
+    config.database = DatabaseConfig::new(
+        format!("sqlite://{}?mode=rwc", dir.join("demo.db").display()),
+        5,
+    );
+    config.jwt = JwtConfig {
+        secret: Some(
+            config
+                .jwt
+                .secret
+                .clone()
+                .unwrap_or_else(|| hex::encode(rand::random::<[u8; 32]>())),
         ),
-        jwt: JwtConfig {
-            secret: Some(hex::encode(rand::random::<[u8; 32]>())),
-            public_key: None,
-            issuer: None,
-            audience: None,
-            url_secret: None,
-            production: false,
-            dev_secret_path: dir.join("secret"),
-            jwks_url: None,
-            claims: Default::default(),
-        },
+        public_key: None,
+        issuer: None,
+        audience: None,
+        url_secret: config.jwt.url_secret.clone(),
+        production: false,
+        dev_secret_path: dir.join("secret"),
+        jwks_url: None,
+        claims: Default::default(),
     };
+    config.webhooks.settings.allow_private_targets = true;
+    config.webhooks.worker.allow_private_targets = true;
     // A simulated ML service in process, so detection runs with no setup.
     let (ml_listener, ml_router) = crate::mlsim::bind(&crate::mlsim::MlSimArgs {
         bind: "127.0.0.1:0".into(),
@@ -77,7 +79,6 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
     .await?;
     let ml_url = format!("http://{}", ml_listener.local_addr()?);
     tokio::spawn(async move { axum::serve(ml_listener, ml_router).await });
-    let mut config = config;
     config.detection = Some(crate::detection::DetectionConfig {
         ml_api_url: ml_url,
         ml_api_token: None,
@@ -96,6 +97,7 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
         .into_iter()
         .map(Duration::from_secs)
         .collect();
+    let public_url = config.public_url.clone();
     let app = Application::build(config).await?;
     let addr = app.local_addr()?;
     let service = app.state().gateway.service().clone();
@@ -143,13 +145,19 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
         .unwrap_or_else(|| "127.0.0.1:8788".into());
     let token = keys.mint(DEMO_USER, Some(DEMO_USER), Duration::from_secs(12 * 3600))?;
     let base = format!("http://{addr}");
+    // Links as clients reach the server (`--public-url`, e.g. behind a
+    // proxy); the simulated agents use the local address.
+    let shown = match public_url.trim_end_matches('/') {
+        "" => base.clone(),
+        url => url.to_owned(),
+    };
     println!(
         "printgate demo is running with {} simulated printers.",
         args.printers
     );
     println!();
     println!("  GraphiQL, signed in as the demo user:");
-    println!("    {base}/graphql#token={token}");
+    println!("    {shown}/graphql#token={token}");
     println!();
     println!("  Within a minute the first printer fails: printgate's failure detector");
     println!("  (against a simulated ML service) alerts and pauses it. Watch it with");
@@ -161,7 +169,7 @@ pub async fn run(bind: String, args: DemoArgs) -> Result<(), StartupError> {
     println!("  (or the stock standardwebhooks library: docs/integrations.md)");
     println!();
     println!("  The REST paths:");
-    println!("    curl -H \"Authorization: Bearer {token}\" {base}/api/v1/printers/");
+    println!("    curl -H \"Authorization: Bearer {token}\" {shown}/api/v1/printers/");
     println!();
     println!("  The demo user's token (valid 12 h):");
     println!("    {token}");

@@ -293,3 +293,103 @@ async fn repeated_queries_never_show_stale_or_foreign_data() {
         json!([])
     );
 }
+
+#[tokio::test]
+async fn the_demo_honours_cors_origins_and_public_url() {
+    use std::io::BufRead;
+    if std::env::var(crate::helpers::PG_ENV).is_ok_and(|u| !u.is_empty()) {
+        return; // the demo runs on its own SQLite file: once per CI run
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rx_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_printgate"))
+        .args(["demo", "--bind", &format!("127.0.0.1:{port}")])
+        .args(["--cors-origins", "http://localhost:5173"])
+        .args(["--public-url", "http://farm.example:8080"])
+        .args(["--webhook-url", &format!("http://127.0.0.1:{rx_port}/")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line.trim().to_owned());
+        }
+    });
+    let mut graphiql = None;
+    let mut token = None;
+    while token.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the demo prints its links");
+        if line.contains("/graphql#token=") {
+            graphiql = Some(line);
+        } else if line.starts_with("eyJ") {
+            token = Some(line);
+        }
+    }
+    let token = token.unwrap();
+    assert!(
+        graphiql
+            .unwrap_or_default()
+            .starts_with("http://farm.example:8080/graphql#token="),
+        "the printed link uses --public-url"
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let c = reqwest::Client::new();
+    let preflight = c
+        .request(reqwest::Method::OPTIONS, format!("{base}/graphql"))
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    // Snapshot links are absolute, under the public URL.
+    let mut img = Value::Null;
+    for _ in 0..60 {
+        let b: Value = c
+            .post(format!("{base}/graphql"))
+            .bearer_auth(&token)
+            .json(&json!({"query": "{ printers { pic { imgUrl } } }"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        img = b["data"]["printers"][0]["pic"]["imgUrl"].clone();
+        if img.is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        img.as_str()
+            .is_some_and(|u| u.starts_with("http://farm.example:8080/")),
+        "{img}"
+    );
+}
