@@ -224,7 +224,7 @@ pub fn is_public(ip: IpAddr) -> bool {
 
 /// Checks an endpoint URL's form: absolute http(s), a host, no
 /// credentials, no fragment. Where it resolves to is checked separately.
-fn valid_url(url: &str) -> Result<reqwest::Url, AppError> {
+fn valid_url(url: &str) -> Result<url::Url, AppError> {
     let bad = |m: &str| AppError::invalid("url", m);
     let url = url.trim();
     if url.chars().count() > URL_MAX_CHARS {
@@ -232,7 +232,7 @@ fn valid_url(url: &str) -> Result<reqwest::Url, AppError> {
             "Ensure this field has no more than {URL_MAX_CHARS} characters."
         )));
     }
-    let parsed = reqwest::Url::parse(url).map_err(|_| bad("Enter a valid URL."))?;
+    let parsed = url::Url::parse(url).map_err(|_| bad("Enter a valid URL."))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(bad("Only http and https URLs are allowed."));
     }
@@ -249,7 +249,7 @@ fn valid_url(url: &str) -> Result<reqwest::Url, AppError> {
 }
 
 /// The addresses `url` resolves to (an IP literal resolves to itself).
-pub async fn resolve(url: &reqwest::Url) -> std::io::Result<Vec<IpAddr>> {
+pub async fn resolve(url: &url::Url) -> std::io::Result<Vec<IpAddr>> {
     let port = url.port_or_known_default().unwrap_or(443);
     match url.host() {
         Some(url::Host::Ipv4(ip)) => Ok(vec![IpAddr::V4(ip)]),

@@ -128,8 +128,9 @@ fn the_service_knows_nothing_of_http_or_graphql() {
             "crate::agent",
             "crate::graphql",
             "crate::state",
+            "reqwest",
         ],
-        "service never imports an edge, axum or async-graphql",
+        "service never imports an edge, axum, async-graphql or an HTTP client",
     );
 }
 
