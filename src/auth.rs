@@ -86,8 +86,9 @@ impl Authenticator {
     pub async fn identify(&self, authorization: Option<&str>, api_key: Option<&str>) -> Identity {
         let key = match api_key {
             Some(k) => Some(k.trim()),
+            // `Token <key>` is how Obico's own REST clients send theirs.
             None => authorization
-                .and_then(bearer_token)
+                .and_then(|v| bearer_token(v).or_else(|| token_scheme(v)))
                 .filter(|t| crate::service::is_api_key(t)),
         };
         if let Some(key) = key {
@@ -658,6 +659,13 @@ fn derive_key(secret: &[u8], purpose: &[u8]) -> Vec<u8> {
         }
         Err(_) => rand::random::<[u8; 32]>().to_vec(),
     }
+}
+
+/// The credential of a `Token <key>` header value (scheme in any case).
+fn token_scheme(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("token") && !token.is_empty()).then_some(token)
 }
 
 /// The token of a `Bearer <token>` header value (scheme in any case).

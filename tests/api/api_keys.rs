@@ -78,6 +78,8 @@ async fn a_key_is_shown_once_stored_hashed_and_works_on_rest_and_graphql() {
         app.rest(Method::GET, "/api/v1/printers/", None)
             .header("x-api-key", key),
         app.rest(Method::GET, "/api/v1/printers/", Some(key)),
+        app.rest(Method::GET, "/api/v1/printers/", None)
+            .header("authorization", format!("Token {key}")),
     ] {
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 200);
