@@ -366,11 +366,32 @@ pub struct Config {
     pub webhooks: WebhookOptions,
 }
 
+/// How the webhook delivery worker (`src/webhooks.rs`) runs.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Longest one attempt may take (connect, send, answer).
+    pub timeout: Duration,
+    /// Endpoints served at once by this instance.
+    pub concurrency: usize,
+    /// Whether endpoints may resolve to private addresses (development).
+    pub allow_private_targets: bool,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(15),
+            concurrency: 32,
+            allow_private_targets: true,
+        }
+    }
+}
+
 /// How webhooks are delivered: the service's rules and the worker's.
 #[derive(Debug, Clone, Default)]
 pub struct WebhookOptions {
     pub settings: crate::service::webhooks::WebhookSettings,
-    pub worker: crate::webhooks::WebhookConfig,
+    pub worker: WebhookConfig,
 }
 
 /// Bounds on what clients (users, agents, anyone) can make the server
@@ -551,7 +572,7 @@ impl Settings {
                         .unwrap_or(!production),
                     ..Default::default()
                 },
-                worker: crate::webhooks::WebhookConfig {
+                worker: WebhookConfig {
                     timeout: self.webhook_timeout,
                     concurrency: self.webhook_concurrency.max(1),
                     allow_private_targets: self

@@ -157,6 +157,16 @@ impl Checks {
         }
     }
 
+    /// An optional value checked by `rule` when given (`None` when not
+    /// given, or after noting why it is refused).
+    pub fn optional<T, U>(
+        &mut self,
+        value: Option<T>,
+        rule: impl FnOnce(T) -> Result<U, AppError>,
+    ) -> Option<U> {
+        value.and_then(|v| self.check(rule(v)))
+    }
+
     /// Refuses a field outright.
     pub fn refuse(&mut self, field: &'static str, message: impl Into<String>) {
         self.fields.push((field, message.into()));

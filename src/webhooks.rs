@@ -20,29 +20,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 
+use crate::config::WebhookConfig;
 use crate::service::Service;
 use crate::service::webhooks::{Attempt, Claimed, is_public, secret_bytes};
-
-/// How the worker runs.
-#[derive(Debug, Clone)]
-pub struct WebhookConfig {
-    /// Longest one attempt may take (connect, send, answer).
-    pub timeout: Duration,
-    /// Endpoints served at once by this instance.
-    pub concurrency: usize,
-    /// Whether endpoints may resolve to private addresses (development).
-    pub allow_private_targets: bool,
-}
-
-impl Default for WebhookConfig {
-    fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(15),
-            concurrency: 32,
-            allow_private_targets: true,
-        }
-    }
-}
 
 /// How often the worker looks for due deliveries without being woken,
 /// and sweeps for printers that came online or went offline.
@@ -137,7 +117,7 @@ impl Worker {
         let mut tick = tokio::time::interval(PASS_EVERY);
         loop {
             tokio::select! {
-                () = stopped(&mut stop) => return,
+                () = crate::state::going_away(&mut stop) => return,
                 () = wake.notified() => {}
                 _ = tick.tick() => {
                     if let Err(e) = self.service.sweep_online().await {
@@ -274,11 +254,6 @@ impl Worker {
             Err(e) => failed(started, &describe(&e)),
         }
     }
-}
-
-/// Completes when `stop` flips to true (or its sender is gone).
-async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|down| *down).await.map(|_| ());
 }
 
 fn failed(started: Instant, why: &str) -> Attempt {

@@ -298,11 +298,8 @@ impl RestApi {
             .gateway
             .execute_showing_credentials(identity, request)
             .await;
-        if let Some(err) = resp.errors.first() {
-            if code_of(err).as_deref() == Some(code::BAD_USER_INPUT) {
-                return invalid_fields(&resp.errors, &names);
-            }
-            return graphql_error(err, &names);
+        if !resp.errors.is_empty() {
+            return graphql_error(&resp.errors, &names);
         }
         let data = match resp.data.into_json() {
             Ok(d) => d,
@@ -437,13 +434,13 @@ fn invalid_fields(errors: &[ServerError], names: &HashMap<String, String>) -> Re
     (StatusCode::BAD_REQUEST, axum::Json(Value::Object(body))).into_response()
 }
 
-/// The REST answer to a GraphQL error, by its code.
-fn graphql_error(err: &ServerError, names: &HashMap<String, String>) -> Response {
-    let ext = |key: &str| match err.extensions.as_ref().and_then(|e| e.get(key)) {
-        Some(async_graphql::Value::String(s)) => Some(s.clone()),
-        _ => None,
+/// The REST answer to a GraphQL result's errors, by the first one's code
+/// (invalid fields: all of them, in one body).
+fn graphql_error(errors: &[ServerError], names: &HashMap<String, String>) -> Response {
+    let Some(err) = errors.first() else {
+        return internal("REST operation failed with no error");
     };
-    match ext("code").as_deref() {
+    match code_of(err).as_deref() {
         Some(code::UNAUTHENTICATED) => {
             let mut resp = detail(StatusCode::UNAUTHORIZED, &err.message);
             resp.headers_mut()
@@ -451,18 +448,7 @@ fn graphql_error(err: &ServerError, names: &HashMap<String, String>) -> Response
             resp
         }
         Some(code::NOT_FOUND) => detail(StatusCode::NOT_FOUND, "Not found."),
-        Some(code::BAD_USER_INPUT) => {
-            let field = ext("field").unwrap_or_default();
-            let message = err
-                .message
-                .strip_prefix(&format!("{field}: "))
-                .unwrap_or(&err.message);
-            let key = names
-                .get(&field)
-                .cloned()
-                .unwrap_or_else(|| snake_case(&field));
-            field_error(&key, message)
-        }
+        Some(code::BAD_USER_INPUT) => invalid_fields(errors, names),
         Some(code::PRINTER_LIMIT_REACHED | code::FORBIDDEN) => {
             detail(StatusCode::FORBIDDEN, &err.message)
         }

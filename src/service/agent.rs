@@ -597,8 +597,7 @@ impl Service {
     /// events, G-code file records and snapshots (whose printers then show
     /// no picture). Returns the rows deleted.
     pub async fn prune(&self, retention: std::time::Duration) -> Result<u64, AppError> {
-        let cutoff =
-            now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(36_500));
+        let cutoff = now() - super::chrono_of(retention);
         let events = printer_event::Entity::delete_many()
             .filter(printer_event::Column::CreatedAt.lt(cutoff))
             .exec(self.db())

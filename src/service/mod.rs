@@ -378,6 +378,11 @@ pub(crate) async fn bump_version(
     Ok(())
 }
 
+/// A std duration as chrono's (one too long for chrono as a century).
+pub(crate) fn chrono_of(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(36_500))
+}
+
 /// The current time, truncated to microseconds: what both SQLite and
 /// PostgreSQL store, so a value reads back exactly as it was written.
 pub fn now() -> DateTime<Utc> {

@@ -54,44 +54,20 @@ impl PrinterPatch {
         for field in &self.nulls {
             c.refuse(field, "This field may not be null.");
         }
-        let name = c
-            .check(self.name.as_deref().map(rules::valid_name).transpose())
-            .flatten();
-        let retract = c
-            .check(
-                self.retract_on_pause
-                    .map(|v| rules::valid_mm("retract_on_pause", v))
-                    .transpose(),
-            )
-            .flatten();
-        let lift = c
-            .check(
-                self.lift_z_on_pause
-                    .map(|v| rules::valid_mm("lift_z_on_pause", v))
-                    .transpose(),
-            )
-            .flatten();
-        let sensitivity = c
-            .check(
-                self.detective_sensitivity
-                    .map(rules::valid_sensitivity)
-                    .transpose(),
-            )
-            .flatten();
-        let on_finish = c
-            .check(
-                self.min_timelapse_secs_on_finish
-                    .map(|v| rules::valid_timelapse_secs("min_timelapse_secs_on_finish", v))
-                    .transpose(),
-            )
-            .flatten();
-        let on_cancel = c
-            .check(
-                self.min_timelapse_secs_on_cancel
-                    .map(|v| rules::valid_timelapse_secs("min_timelapse_secs_on_cancel", v))
-                    .transpose(),
-            )
-            .flatten();
+        let name = c.optional(self.name.as_deref(), rules::valid_name);
+        let retract = c.optional(self.retract_on_pause, |v| {
+            rules::valid_mm("retract_on_pause", v)
+        });
+        let lift = c.optional(self.lift_z_on_pause, |v| {
+            rules::valid_mm("lift_z_on_pause", v)
+        });
+        let sensitivity = c.optional(self.detective_sensitivity, rules::valid_sensitivity);
+        let on_finish = c.optional(self.min_timelapse_secs_on_finish, |v| {
+            rules::valid_timelapse_secs("min_timelapse_secs_on_finish", v)
+        });
+        let on_cancel = c.optional(self.min_timelapse_secs_on_cancel, |v| {
+            rules::valid_timelapse_secs("min_timelapse_secs_on_cancel", v)
+        });
         c.finish()?;
         Ok(printer::ActiveModel {
             name: set(name),

@@ -24,7 +24,7 @@ use sea_orm::{
 };
 use serde_json::{Value, json};
 
-use super::{Service, Viewer, now, rules};
+use super::{Service, Viewer, chrono_of, now, rules};
 use crate::error::{AppError, code};
 
 /// The event types an endpoint can subscribe to.
@@ -316,10 +316,6 @@ fn cut(text: &str) -> String {
     text.chars().take(ERROR_MAX_CHARS).collect()
 }
 
-fn chrono_of(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(36_500))
-}
-
 impl Service {
     fn settings(&self) -> &WebhookSettings {
         &self.webhook_settings
@@ -447,14 +443,10 @@ impl Service {
         let current = self.owned_webhook(viewer, id).await?;
         let mut row: webhook::ActiveModel = current.into();
         let mut c = crate::error::Checks::default();
-        if let Some(events) = patch.events
-            && let Some(v) = c.check(valid_events(&events))
-        {
+        if let Some(v) = c.optional(patch.events, |e| valid_events(&e)) {
             row.event_types = Set(v);
         }
-        if let Some(d) = patch.description
-            && let Some(v) = c.check(valid_description(d))
-        {
+        if let Some(v) = c.optional(patch.description, valid_description) {
             row.description = Set(v);
         }
         if let Some(url) = patch.url

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{TestApp, Ws};
+use crate::helpers::{Spawned, TestApp, Ws, free_port};
 
 /// What the fake ML service saw of one request.
 #[derive(Debug, Clone)]
@@ -804,73 +804,23 @@ async fn ml_sim_speaks_the_ml_service_contract() {
 #[tokio::test]
 async fn the_demo_shows_a_failure_alerted_and_paused_within_a_minute_and_its_receiver_verifies_it()
 {
-    use std::io::BufRead;
     // The demo runs on its own SQLite file: once per CI run is enough.
     if std::env::var(crate::helpers::PG_ENV).is_ok_and(|u| !u.is_empty()) {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let rx_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_printgate"))
-        .args(["demo", "--bind", &format!("127.0.0.1:{port}")])
-        .args([
-            "--webhook-url",
-            &format!("http://127.0.0.1:{rx_port}/webhook"),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    // Read everything the demo prints (a closed pipe would end it): the
-    // token, and the receiver command it says to run.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let line = line.trim().to_owned();
-            if line.starts_with("eyJ") {
-                let _ = tx.send(line);
-            } else if line.starts_with("printgate webhook-receiver") {
-                let _ = cmd_tx.send(line);
-            }
-        }
-    });
-    let command = cmd_rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the demo prints a receiver command");
-    let token = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the demo prints a token");
+    let (port, rx_port) = (free_port(), free_port());
+    let demo = Spawned::start([
+        "demo".to_owned(),
+        "--bind".into(),
+        format!("127.0.0.1:{port}"),
+        "--webhook-url".into(),
+        format!("http://127.0.0.1:{rx_port}/webhook"),
+    ]);
+    // The receiver command it says to run, then the token.
+    let command = demo.line_where(60, |l| l.starts_with("printgate webhook-receiver"));
+    let token = demo.line_where(60, |l| l.starts_with("eyJ"));
     // Run the command as printed (the binary for `printgate`).
-    let words = command.split_whitespace().skip(1);
-    let mut receiver = std::process::Command::new(env!("CARGO_BIN_EXE_printgate"))
-        .args(words)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
-    let rx_out = receiver.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(rx_out)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = line_tx.send(line);
-        }
-    });
+    let receiver = Spawned::start(command.split_whitespace().skip(1));
     let base = format!("http://127.0.0.1:{port}");
     let c = reqwest::Client::new();
     let started = std::time::Instant::now();
@@ -907,17 +857,15 @@ async fn the_demo_shows_a_failure_alerted_and_paused_within_a_minute_and_its_rec
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut alerted = None;
     while alerted.is_none() && std::time::Instant::now() < deadline {
-        if let Ok(line) = line_rx.recv_timeout(Duration::from_millis(500)) {
+        if let Some(line) = receiver.next_line(Duration::from_millis(500)) {
             assert!(!line.starts_with("REJECTED"), "{line}");
             if line.starts_with("verified failure.alerted") {
                 alerted = Some(line);
             }
         }
     }
-    let _ = receiver.kill();
-    let _ = receiver.wait();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(receiver);
+    drop(demo);
     let line = alerted.expect("the demo's failure alert reached the printed receiver");
     assert!(line.contains("\"paused\":"), "{line}");
 }

@@ -429,3 +429,70 @@ impl Drop for Process {
         self.kill();
     }
 }
+
+/// A free TCP port on 127.0.0.1 (free when asked; taken by whoever binds
+/// it first).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A printgate subcommand in its own process with its stdout read to the
+/// end (a closed pipe would end it), line by line, trimmed; killed when
+/// dropped.
+pub struct Spawned {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Spawned {
+    #[allow(clippy::zombie_processes)]
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_printgate"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line.trim().to_owned());
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next line printed within `within`, if any.
+    pub fn next_line(&self, within: Duration) -> Option<String> {
+        self.lines.recv_timeout(within).ok()
+    }
+
+    /// The first line (from now) that `wanted` accepts, within `secs`.
+    pub fn line_where(&self, secs: u64, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.next_line(left) {
+                Some(line) if wanted(&line) => return line,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        panic!("no such line within {secs} s");
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{TestApp, Ws, graphql_ws, test_config};
+use crate::helpers::{Spawned, TestApp, Ws, free_port, graphql_ws, test_config};
 
 /// The value of one metric line (the sum when several lines match).
 fn metric(text: &str, prefix: &str) -> f64 {
@@ -296,56 +296,25 @@ async fn repeated_queries_never_show_stale_or_foreign_data() {
 
 #[tokio::test]
 async fn the_demo_honours_cors_origins_and_public_url() {
-    use std::io::BufRead;
     if std::env::var(crate::helpers::PG_ENV).is_ok_and(|u| !u.is_empty()) {
         return; // the demo runs on its own SQLite file: once per CI run
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let rx_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_printgate"))
-        .args(["demo", "--bind", &format!("127.0.0.1:{port}")])
-        .args(["--cors-origins", "http://localhost:5173"])
-        .args(["--public-url", "http://farm.example:8080"])
-        .args(["--webhook-url", &format!("http://127.0.0.1:{rx_port}/")])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line.trim().to_owned());
-        }
-    });
-    let mut graphiql = None;
-    let mut token = None;
-    while token.is_none() {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the demo prints its links");
-        if line.contains("/graphql#token=") {
-            graphiql = Some(line);
-        } else if line.starts_with("eyJ") {
-            token = Some(line);
-        }
-    }
-    let token = token.unwrap();
+    let (port, rx_port) = (free_port(), free_port());
+    let demo = Spawned::start([
+        "demo".to_owned(),
+        "--bind".into(),
+        format!("127.0.0.1:{port}"),
+        "--cors-origins".into(),
+        "http://localhost:5173".into(),
+        "--public-url".into(),
+        "http://farm.example:8080".into(),
+        "--webhook-url".into(),
+        format!("http://127.0.0.1:{rx_port}/"),
+    ]);
+    let graphiql = demo.line_where(60, |l| l.contains("/graphql#token="));
+    let token = demo.line_where(60, |l| l.starts_with("eyJ"));
     assert!(
-        graphiql
-            .unwrap_or_default()
-            .starts_with("http://farm.example:8080/graphql#token="),
+        graphiql.starts_with("http://farm.example:8080/graphql#token="),
         "the printed link uses --public-url"
     );
     let base = format!("http://127.0.0.1:{port}");
@@ -385,8 +354,7 @@ async fn the_demo_honours_cors_origins_and_public_url() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(demo);
     assert!(
         img.as_str()
             .is_some_and(|u| u.starts_with("http://farm.example:8080/")),

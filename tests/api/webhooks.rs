@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
-use crate::helpers::{Process, SECRET, TestApp, error_code};
+use crate::helpers::{Process, SECRET, TestApp, error_code, free_port};
 
 /// One request a receiver got.
 #[derive(Clone, Debug)]
@@ -513,14 +513,6 @@ async fn the_cap_on_endpoints_per_user_holds() {
             .unwrap(),
         1
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]
