@@ -1,6 +1,6 @@
 //! The command line (subcommands and their arguments) and what each
-//! subcommand does. The settings shared by every subcommand are in
-//! `config`.
+//! subcommand does. Each subcommand takes only the flags it reads (its
+//! `--help` lists those); the server's flag groups are in `config`.
 
 use std::time::Duration;
 
@@ -8,26 +8,34 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{Application, StartupError, shutdown_signal};
 use crate::auth::JwtKeys;
-use crate::config::Settings;
+use crate::config::{DatabaseArgs, EnvironmentArg, JwtArgs, JwtSecretArg, LogArgs, Settings};
 use crate::{database, graphql};
 
 /// printgate: a GraphQL gateway over a fleet of 3D printers.
 #[derive(Debug, Parser)]
-#[command(name = "printgate", version, about)]
+#[command(
+    name = "printgate",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// `serve`'s flags, for `printgate` with no subcommand.
     #[command(flatten)]
     pub settings: Settings,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 /// What to do; `serve` when none is given.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve GraphQL (and the REST paths) until stopped.
-    Serve,
+    Serve(Box<Settings>),
     /// Apply the database migrations and exit.
-    Migrate,
+    Migrate(DatabaseArgs),
     /// Print the GraphQL schema (SDL) and exit.
     Schema,
     /// Print a signed JWT for a user, for scripts and trying the API.
@@ -35,7 +43,7 @@ pub enum Command {
     /// Run simulated printer agents against a printgate.
     Simulate(crate::simulate::SimulateArgs),
     /// Start a demo: a server on a fresh database with printers printing.
-    Demo(crate::demo::DemoArgs),
+    Demo(Box<crate::demo::DemoArgs>),
     /// Run a simulated ML service (for demos and tests: it "sees" only
     /// what `simulate`'s cameras show).
     MlSim(crate::mlsim::MlSimArgs),
@@ -56,35 +64,51 @@ pub struct TokenArgs {
     /// How long the token is valid, e.g. `1h`, `30m`, `7days`.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
+    #[command(flatten)]
+    pub secret: JwtSecretArg,
+    /// The SQLite database whose development secret signs the token (when
+    /// no `--jwt-secret` is given).
+    #[arg(long, env = "PRINTGATE_DATABASE_URL", default_value = crate::config::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    #[command(flatten)]
+    pub env: EnvironmentArg,
 }
 
 /// Runs the command line's subcommand (`serve` when none is given).
 pub async fn run(cli: Cli) -> Result<(), StartupError> {
-    let config = cli.settings.config();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            let app = Application::build(config).await?;
-            let addr = app.local_addr()?;
-            tracing::info!(%addr, "printgate is serving GraphQL at http://{addr}/graphql");
-            app.run_until(shutdown_signal()).await?;
-        }
-        Command::Migrate => {
-            let db = database::connect(&config.database).await?;
+    match cli.command {
+        None => serve(&cli.settings).await?,
+        Some(Command::Serve(settings)) => serve(&settings).await?,
+        Some(Command::Migrate(args)) => {
+            let db = database::connect(&args.config()).await?;
             database::migrate(&db).await?;
             tracing::info!("migrations applied");
         }
-        Command::Schema => print!("{}", graphql::sdl()),
-        Command::Token(args) => {
-            let keys = JwtKeys::load(&config.jwt)?;
+        Some(Command::Schema) => print!("{}", graphql::sdl().await),
+        Some(Command::Token(args)) => {
+            let production = args.env.environment == crate::config::Environment::Production;
+            let jwt = JwtArgs {
+                secret: args.secret,
+                ..Default::default()
+            };
+            let keys = JwtKeys::load(&jwt.config(production, &args.database_url, None))?;
             println!("{}", keys.mint(&args.sub, args.email.as_deref(), args.ttl)?);
         }
-        Command::Demo(args) => crate::demo::run(config, args).await?,
-        Command::MlSim(args) => crate::mlsim::run(args).await?,
-        Command::WebhookReceiver(args) => crate::receiver::run(args).await?,
-        Command::Simulate(args) => {
+        Some(Command::Demo(args)) => crate::demo::run(*args).await?,
+        Some(Command::MlSim(args)) => crate::mlsim::run(args).await?,
+        Some(Command::WebhookReceiver(args)) => crate::receiver::run(args).await?,
+        Some(Command::Simulate(args)) => {
             let counters = crate::simulate::run(args).await?;
             tracing::info!(?counters, "simulation finished");
         }
     }
+    Ok(())
+}
+
+async fn serve(settings: &Settings) -> Result<(), StartupError> {
+    let app = Application::build(settings.config()).await?;
+    let addr = app.local_addr()?;
+    tracing::info!(%addr, "printgate is serving GraphQL at http://{addr}/graphql");
+    app.run_until(shutdown_signal()).await?;
     Ok(())
 }

@@ -86,6 +86,7 @@ fn kind_code(k: EventKind) -> u8 {
         EventKind::Print => 5,
         EventKind::Connection => 6,
         EventKind::Integration => 8,
+        EventKind::Archived => 9,
     }
 }
 
@@ -101,6 +102,7 @@ fn kind_of(c: u8, record: Option<i32>) -> EventKind {
         5 => EventKind::Print,
         6 => EventKind::Connection,
         8 => EventKind::Integration,
+        9 => EventKind::Archived,
         _ => EventKind::AgentStatus,
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::app::{Application, StartupError, shutdown_signal};
-use crate::config::{Config, DatabaseConfig, JwtConfig};
+use crate::config::{DatabaseConfig, JwtConfig};
 use crate::service::NewPrinter;
 use crate::simulate::{self, SimulateArgs};
 
@@ -35,6 +35,10 @@ pub struct DemoArgs {
     /// Time between each printer's status messages.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
+    #[command(flatten)]
+    pub server: crate::config::ServerArgs,
+    #[command(flatten)]
+    pub secret: crate::config::JwtSecretArg,
 }
 
 /// Runs the demo until Ctrl-C, with every serve flag as given (`--bind`,
@@ -42,10 +46,19 @@ pub struct DemoArgs {
 /// demo: a fresh SQLite database, a token it mints (with the configured
 /// secret, else a random one), GraphiQL on, development mode, and a
 /// simulated ML service.
-pub async fn run(config: Config, args: DemoArgs) -> Result<(), StartupError> {
+pub async fn run(args: DemoArgs) -> Result<(), StartupError> {
     let dir = std::env::temp_dir().join(format!("printgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut config = config;
+    let mut config = crate::config::Settings {
+        server: args.server.clone(),
+        database: Default::default(),
+        jwt: crate::config::JwtArgs {
+            secret: args.secret.clone(),
+            ..Default::default()
+        },
+        env: Default::default(),
+    }
+    .config();
     config.graphiql = true;
     config.schema.introspection = true;
     config.database = DatabaseConfig::new(

@@ -28,8 +28,10 @@ pub struct Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     Created,
-    /// Settings changed by the owner (update, archive, unarchive).
+    /// Settings changed by the owner (update, unarchive, a new token).
     Updated,
+    /// The owner archived the printer.
+    Archived,
     Deleted,
     /// An action (mute, acknowledge, a command sent).
     Action,

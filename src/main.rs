@@ -14,7 +14,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    printgate::telemetry::init(cli.settings.log_format);
+    printgate::telemetry::init(cli.log.log_format);
     match printgate::cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -44,6 +44,12 @@ pub struct Model {
     pub agent_instance: Option<String>,
     /// Whether webhooks were last told the printer is online.
     pub online_announced: bool,
+    /// The state `status` reports (a name the service owns), written with it.
+    pub state: Option<String>,
+    /// When the print should end, as `status` estimated it, written with it.
+    pub finishes_at: Option<DateTimeUtc>,
+    /// When the agent's last status arrived; kept when the status is cleared.
+    pub last_seen_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -14,6 +14,7 @@ mod m20261201_000003_guards;
 mod m20261201_000004_detection;
 mod m20261201_000005_integrations;
 mod m20261201_000006_history;
+mod m20261201_000007_fleet;
 
 /// Applies printgate's migrations in order.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_detection::Migration),
             Box::new(m20261201_000005_integrations::Migration),
             Box::new(m20261201_000006_history::Migration),
+            Box::new(m20261201_000007_fleet::Migration),
         ]
     }
 }

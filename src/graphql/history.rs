@@ -14,8 +14,7 @@ use crate::error::AppError;
 use crate::service::history::{self, PageRequest, Position};
 use crate::service::rules;
 
-/// Where a print is in its lifecycle. A pause is the printer's state
-/// (`PrinterStatus`), not the print's: a paused print is PRINTING.
+/// Where a print is in its lifecycle. A pause is the printer's state (`PrinterStatus`), not the print's: a paused print is PRINTING.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum PrintState {
     /// Started and not ended.
@@ -24,8 +23,7 @@ pub enum PrintState {
     Finished,
     /// Ended by a cancel.
     Cancelled,
-    /// The agent reported it failed, or it was cancelled under a failure
-    /// alert not marked false.
+    /// The agent reported it failed, or it was cancelled under a failure alert not marked false.
     Failed,
 }
 
@@ -94,8 +92,7 @@ pub struct PrintOrder {
 /// What a history connection carries besides its edges.
 #[derive(SimpleObject)]
 pub struct PrintTotals {
-    /// How many prints match the filter (the same on every page; counted
-    /// only when asked for).
+    /// How many prints match the filter (the same on every page; counted only when asked for).
     pub total_count: u64,
 }
 

@@ -33,11 +33,10 @@ impl From<ApiKeyScope> for Scope {
     }
 }
 
-/// A long-lived credential for scripts and legacy clients, sent as
-/// `X-Api-Key: <key>` or `Authorization: Bearer <key>`. The key itself is
-/// shown once, by `createApiKey`.
+/// A long-lived credential for scripts and legacy clients, sent as `X-Api-Key: <key>` or `Authorization: Bearer <key>`. The key itself is shown once, by `createApiKey`.
 pub struct ApiKey(pub api_key::Model);
 
+/// A long-lived credential for scripts and legacy clients, sent as `X-Api-Key: <key>` or `Authorization: Bearer <key>`. The key itself is shown once, by `createApiKey`.
 #[Object]
 impl ApiKey {
     /// The key's id (for `revokeApiKey`).
@@ -97,8 +96,7 @@ pub struct CreateApiKeyInput {
     pub expires_at: Option<DateTime>,
 }
 
-/// An event a webhook endpoint can receive; the payload's `type` is the
-/// dotted name given with each value.
+/// An event a webhook endpoint can receive; the payload's `type` is the dotted name given with each value.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum WebhookEventType {
     /// `print.started`: a print began.
@@ -107,16 +105,13 @@ pub enum WebhookEventType {
     PrintFinished,
     /// `print.cancelled`: a print was cancelled.
     PrintCancelled,
-    /// `print.failed`: the agent reported the print failed, or it was
-    /// cancelled under a failure alert not marked false.
+    /// `print.failed`: the agent reported the print failed, or it was cancelled under a failure alert not marked false.
     PrintFailed,
-    /// `failure.alerted`: failure detection raised an alert; `data.paused`
-    /// says whether the print was paused.
+    /// `failure.alerted`: failure detection raised an alert; `data.paused` says whether the print was paused.
     FailureAlerted,
     /// `printer.online`: a printer's agent connected.
     PrinterOnline,
-    /// `printer.offline`: a printer's agent has been away for the grace
-    /// period (a reconnect within it sends nothing).
+    /// `printer.offline`: a printer's agent has been away for the grace period (a reconnect within it sends nothing).
     PrinterOffline,
     /// `printer.filament_change`: the printer needs a filament change.
     FilamentChange,
@@ -167,6 +162,7 @@ impl WebhookEventType {
 /// An endpoint printgate posts events to, signed per Standard Webhooks.
 pub struct Webhook(pub webhook::Model);
 
+/// An endpoint printgate posts events to, signed per Standard Webhooks.
 #[Object]
 impl Webhook {
     /// The endpoint's id.
@@ -192,9 +188,7 @@ impl Webhook {
     async fn enabled(&self) -> bool {
         self.0.enabled
     }
-    /// Why printgate disabled it (a 410 answer, or every attempt failing
-    /// for the whole retry schedule); null when enabled or disabled by
-    /// the user.
+    /// Why printgate disabled it (a 410 answer, or every attempt failing for the whole retry schedule); null when enabled or disabled by the user.
     async fn disabled_reason(&self) -> Option<&str> {
         self.0.disabled_reason.as_deref()
     }
@@ -217,14 +211,15 @@ impl Webhook {
     async fn updated_at(&self) -> DateTime {
         DateTime(self.0.updated_at)
     }
-    /// Its delivery attempts, newest first: `first` (1 to 100) after the
-    /// cursor `after`.
+    /// Its delivery attempts, newest first: `first` (1 to 100) after the cursor `after`.
     async fn deliveries(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
-        after: Option<String>,
-    ) -> Result<Connection<String, WebhookDelivery>> {
+        #[graphql(default = 20, desc = "How many deliveries (1 to 100).")] first: i32,
+        #[graphql(desc = "A cursor from a previous page: the deliveries after it.")] after: Option<
+            String,
+        >,
+    ) -> Result<WebhookDeliveryConnection> {
         let viewer = viewer(ctx).await?;
         let after_id = match after.as_deref() {
             None => None,
@@ -247,9 +242,13 @@ impl Webhook {
     }
 }
 
+/// A page of an endpoint's delivery attempts.
+pub type WebhookDeliveryConnection = Connection<String, WebhookDelivery>;
+
 /// One attempt to deliver one event to an endpoint.
 pub struct WebhookDelivery(hooks::AttemptRecord);
 
+/// One attempt to deliver one event to an endpoint.
 #[Object]
 impl WebhookDelivery {
     /// The attempt's id.
@@ -280,8 +279,7 @@ impl WebhookDelivery {
     async fn error(&self) -> Option<&str> {
         self.0.attempt.error.as_deref()
     }
-    /// When the event will be tried again; null when it was delivered or
-    /// given up.
+    /// When the event will be tried again; null when it was delivered or given up.
     async fn next_retry_at(&self) -> Option<DateTime> {
         self.0.attempt.next_retry_at.map(DateTime)
     }
@@ -292,16 +290,14 @@ impl WebhookDelivery {
 pub struct WebhookWithSecret {
     /// The endpoint.
     pub webhook: Webhook,
-    /// `whsec_...`: verify deliveries with it (e.g. the `standardwebhooks`
-    /// library); it cannot be shown again.
+    /// `whsec_...`: verify deliveries with it (e.g. the `standardwebhooks` library); it cannot be shown again.
     pub secret: String,
 }
 
 /// A new endpoint.
 #[derive(InputObject)]
 pub struct CreateWebhookInput {
-    /// http or https; in production it may not point at loopback, private,
-    /// link-local or metadata addresses.
+    /// http or https; in production it may not point at loopback, private, link-local or metadata addresses.
     pub url: String,
     /// The events to receive (at least one).
     pub events: Vec<WebhookEventType>,
@@ -318,8 +314,7 @@ pub struct UpdateWebhookInput {
     pub events: Option<Vec<WebhookEventType>>,
     /// A new note; null clears it.
     pub description: MaybeUndefined<String>,
-    /// Disable or re-enable it (re-enabling clears `disabledReason`;
-    /// events queued meanwhile are delivered).
+    /// Disable or re-enable it (re-enabling clears `disabledReason`; events queued meanwhile are delivered).
     pub enabled: Option<bool>,
 }
 
@@ -335,18 +330,17 @@ fn id_of(id: &ID) -> Result<i32, AppError> {
 #[derive(Default)]
 pub struct IntegrationQuery;
 
+/// The integration queries.
 #[Object]
 impl IntegrationQuery {
-    /// The viewer's API keys, newest first (revoked ones too). Needs a
-    /// session token: API keys cannot list keys.
+    /// The viewer's API keys, newest first (revoked ones too). Needs a session token: API keys cannot list keys.
     async fn api_keys(&self, ctx: &Context<'_>) -> Result<Vec<ApiKey>> {
         let viewer = viewer(ctx).await?;
         let rows = request(ctx)?.service().api_keys(viewer).await?;
         Ok(rows.into_iter().map(ApiKey).collect())
     }
 
-    /// The viewer's webhook endpoints, oldest first (never their secrets).
-    /// Needs a session token.
+    /// The viewer's webhook endpoints, oldest first (never their secrets). Needs a session token.
     async fn webhooks(&self, ctx: &Context<'_>) -> Result<Vec<Webhook>> {
         let viewer = viewer(ctx).await?;
         let rows = request(ctx)?.service().webhooks(viewer).await?;
@@ -354,7 +348,11 @@ impl IntegrationQuery {
     }
 
     /// One of the viewer's webhook endpoints; null when it is not theirs.
-    async fn webhook(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Webhook>> {
+    async fn webhook(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The endpoint's id.")] id: ID,
+    ) -> Result<Option<Webhook>> {
         let viewer = viewer(ctx).await?;
         let Some(id) = row_id(&id) else {
             return Ok(None);
@@ -371,14 +369,14 @@ impl IntegrationQuery {
 #[derive(Default)]
 pub struct IntegrationMutation;
 
+/// The integration mutations.
 #[Object]
 impl IntegrationMutation {
-    /// Creates an API key; the key is in the result only. Needs a session
-    /// token.
+    /// Creates an API key; the key is in the result only. Needs a session token.
     async fn create_api_key(
         &self,
         ctx: &Context<'_>,
-        input: CreateApiKeyInput,
+        #[graphql(desc = "The new key.")] input: CreateApiKeyInput,
     ) -> Result<CreatedApiKey> {
         let viewer = writer(ctx).await?;
         let (row, key) = request(ctx)?
@@ -398,9 +396,12 @@ impl IntegrationMutation {
         })
     }
 
-    /// Revokes an API key: refused at once on this instance and within a
-    /// second on every other. Needs a session token.
-    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<ApiKey> {
+    /// Revokes an API key: refused at once on this instance and within a second on every other. Needs a session token.
+    async fn revoke_api_key(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key's id.")] id: ID,
+    ) -> Result<ApiKey> {
         let viewer = writer(ctx).await?;
         let row = request(ctx)?
             .service()
@@ -414,7 +415,7 @@ impl IntegrationMutation {
     async fn create_webhook(
         &self,
         ctx: &Context<'_>,
-        input: CreateWebhookInput,
+        #[graphql(desc = "The new endpoint.")] input: CreateWebhookInput,
     ) -> Result<WebhookWithSecret> {
         let viewer = writer(ctx).await?;
         let (row, secret) = request(ctx)?
@@ -438,8 +439,8 @@ impl IntegrationMutation {
     async fn update_webhook(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        input: UpdateWebhookInput,
+        #[graphql(desc = "The endpoint's id.")] id: ID,
+        #[graphql(desc = "The fields to change.")] input: UpdateWebhookInput,
     ) -> Result<Webhook> {
         let viewer = writer(ctx).await?;
         let patch = hooks::WebhookPatch {
@@ -460,7 +461,11 @@ impl IntegrationMutation {
     }
 
     /// Deletes a webhook endpoint and its delivery history; returns its id.
-    async fn delete_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+    async fn delete_webhook(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The endpoint's id.")] id: ID,
+    ) -> Result<ID> {
         let viewer = writer(ctx).await?;
         request(ctx)?
             .service()
@@ -469,9 +474,12 @@ impl IntegrationMutation {
         Ok(id)
     }
 
-    /// Gives a webhook endpoint a new secret (in the result only); the old
-    /// one keeps signing beside it for 24 hours.
-    async fn rotate_webhook_secret(&self, ctx: &Context<'_>, id: ID) -> Result<WebhookWithSecret> {
+    /// Gives a webhook endpoint a new secret (in the result only); the old one keeps signing beside it for 24 hours.
+    async fn rotate_webhook_secret(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The endpoint's id.")] id: ID,
+    ) -> Result<WebhookWithSecret> {
         let viewer = writer(ctx).await?;
         let (row, secret) = request(ctx)?
             .service()
@@ -483,9 +491,12 @@ impl IntegrationMutation {
         })
     }
 
-    /// Queues a `webhook.test` event for this endpoint only; returns its
-    /// `webhook-id`.
-    async fn send_test_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<String> {
+    /// Queues a `webhook.test` event for this endpoint only; returns its `webhook-id`.
+    async fn send_test_webhook(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The endpoint's id.")] id: ID,
+    ) -> Result<String> {
         let viewer = writer(ctx).await?;
         Ok(request(ctx)?
             .service()

@@ -5,6 +5,7 @@ pub mod apq;
 mod codes;
 pub mod context;
 pub mod documents;
+mod fleet;
 mod history;
 pub mod http;
 mod integrations;
@@ -14,6 +15,7 @@ mod mutation;
 pub mod playground;
 mod query;
 pub mod scalars;
+pub mod sdl;
 mod subscription;
 mod types;
 pub mod ws;
@@ -28,7 +30,11 @@ pub use context::{RequestContext, ShowCredentials, with_request_data};
 /// The query root: printers and the viewer, and the integrations.
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct Query(query::PrinterQuery, integrations::IntegrationQuery);
+pub struct Query(
+    query::PrinterQuery,
+    fleet::FleetQuery,
+    integrations::IntegrationQuery,
+);
 
 /// The mutation root: printers and print actions, and the integrations.
 #[derive(async_graphql::MergedObject, Default)]
@@ -39,9 +45,7 @@ pub use subscription::Subscription;
 /// printgate's schema.
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
-/// Builds the schema. Per-request data (identity, loaders) is attached to
-/// each request by [`with_request_data`]; the schema itself holds only the
-/// snapshot URL signer, so `printgate schema` can print it without a database.
+/// Builds the schema. Per-request data (identity, loaders) is attached to each request by [`with_request_data`]; the schema itself holds only the snapshot URL signer, so `printgate schema` can print it without a database.
 pub fn build_schema(urls: Arc<UrlSigner>, options: SchemaOptions) -> AppSchema {
     build_schema_with(urls, options, Arc::default())
 }
@@ -58,6 +62,16 @@ pub fn build_schema_with(
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
         .extension(codes::ErrorCodes(limits))
+        .extension(sdl::SchemaDescription)
+        .override_output_type_description::<history::PrintConnection>(
+            "A page of prints, with `totalCount` and `pageInfo`.",
+        )
+        .override_output_type_description::<types::PrinterEventConnection>(
+            "A page of a printer's event log, newest first.",
+        )
+        .override_output_type_description::<integrations::WebhookDeliveryConnection>(
+            "A page of an endpoint's delivery attempts, newest first.",
+        )
         .extension(options.admission.clone())
         // Limits wrap the cache, so cached documents are checked too.
         .extension(limits::QueryLimits(limits))
@@ -94,11 +108,16 @@ impl Default for SchemaOptions {
     }
 }
 
-/// The schema in SDL, as committed in `schema.graphql`.
-pub fn sdl() -> String {
-    build_schema(
+/// The schema in SDL, as committed in `schema.graphql`: graphql-js's
+/// printing of the schema's introspection (see [`sdl`]), and a newline.
+pub async fn sdl() -> String {
+    let schema = build_schema(
         Arc::new(UrlSigner::new(Vec::new(), "")),
         SchemaOptions::default(),
-    )
-    .sdl()
+    );
+    let response = schema.execute(sdl::INTROSPECTION_QUERY).await;
+    let data = response.data.into_json().unwrap_or_default();
+    let mut out = sdl::print(&data["__schema"]);
+    out.push('\n');
+    out
 }

@@ -15,8 +15,11 @@ use crate::service::{NewPrinter, PrinterAction, PrinterPatch};
 pub struct PrinterOptions {
     /// PAUSE or NONE.
     pub action_on_failure: MaybeUndefined<ActionOnFailure>,
+    /// Whether failure detection watches the printer (default true).
     pub watching_enabled: MaybeUndefined<bool>,
+    /// Turn the tool heaters off when paused for a failure (default true).
     pub tools_off_on_pause: MaybeUndefined<bool>,
+    /// Turn the bed heater off when paused for a failure (default false).
     pub bed_off_on_pause: MaybeUndefined<bool>,
     /// 0 to 100 (mm).
     pub retract_on_pause: MaybeUndefined<f64>,
@@ -48,8 +51,7 @@ pub struct UpdatePrinterInput {
     pub options: PrinterOptions,
 }
 
-/// A given value; an explicit null is noted in `nulls` (these fields have
-/// no null), to be refused with every other invalid field.
+/// A given value; an explicit null is noted in `nulls` (these fields have no null), to be refused with every other invalid field.
 fn given<T>(nulls: &mut Vec<&'static str>, field: &'static str, v: MaybeUndefined<T>) -> Option<T> {
     match v {
         MaybeUndefined::Undefined => None,
@@ -108,13 +110,14 @@ impl PrinterMutation {
     }
 }
 
+/// The printer mutations.
 #[Object]
 impl PrinterMutation {
     /// Adds a printer; the result carries its new `authToken` for the agent.
     async fn create_printer(
         &self,
         ctx: &Context<'_>,
-        input: CreatePrinterInput,
+        #[graphql(desc = "The new printer.")] input: CreatePrinterInput,
     ) -> Result<Printer> {
         let viewer = writer(ctx).await?;
         let patch = input.options.into_patch(None, Vec::new());
@@ -128,12 +131,11 @@ impl PrinterMutation {
         Ok(Printer(created))
     }
 
-    /// Gives a printer a new agent token: the old one stops working at once
-    /// (its live connection is closed) and the new one is in the result.
+    /// Gives a printer a new agent token: the old one stops working at once (its live connection is closed) and the new one is in the result.
     async fn regenerate_printer_token(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The printer's id.")] id: ID,
     ) -> Result<PrinterCredentials> {
         let viewer = writer(ctx).await?;
         let row = request(ctx)?
@@ -147,8 +149,8 @@ impl PrinterMutation {
     async fn update_printer(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        input: UpdatePrinterInput,
+        #[graphql(desc = "The printer's id.")] id: ID,
+        #[graphql(desc = "The fields to change.")] input: UpdatePrinterInput,
     ) -> Result<Printer> {
         let viewer = writer(ctx).await?;
         let id = existing(&id)?;
@@ -164,7 +166,11 @@ impl PrinterMutation {
     }
 
     /// Deletes a printer (its print history is kept); returns its id.
-    async fn delete_printer(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+    async fn delete_printer(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The printer's id.")] id: ID,
+    ) -> Result<ID> {
         let viewer = writer(ctx).await?;
         let row = existing(&id)?;
         request(ctx)?.service().delete_printer(viewer, row).await?;
@@ -172,7 +178,11 @@ impl PrinterMutation {
     }
 
     /// Hides a printer from the default list.
-    async fn archive_printer(&self, ctx: &Context<'_>, id: ID) -> Result<Printer> {
+    async fn archive_printer(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The printer's id.")] id: ID,
+    ) -> Result<Printer> {
         let viewer = writer(ctx).await?;
         let id = existing(&id)?;
         Ok(Printer(
@@ -184,7 +194,11 @@ impl PrinterMutation {
     }
 
     /// Brings an archived printer back.
-    async fn unarchive_printer(&self, ctx: &Context<'_>, id: ID) -> Result<Printer> {
+    async fn unarchive_printer(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The printer's id.")] id: ID,
+    ) -> Result<Printer> {
         let viewer = writer(ctx).await?;
         let id = existing(&id)?;
         Ok(Printer(
@@ -196,17 +210,29 @@ impl PrinterMutation {
     }
 
     /// Sends `cancel` to the agent; acknowledges a raised alert as FAILED.
-    async fn cancel_print(&self, ctx: &Context<'_>, id: ID) -> Result<PrinterActionResult> {
+    async fn cancel_print(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The printer's id.")] id: ID,
+    ) -> Result<PrinterActionResult> {
         Self::act(ctx, &id, PrinterAction::Cancel).await
     }
 
     /// Sends `pause` (with the printer's pause settings) to the agent.
-    async fn pause_print(&self, ctx: &Context<'_>, id: ID) -> Result<PrinterActionResult> {
+    async fn pause_print(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The printer's id.")] id: ID,
+    ) -> Result<PrinterActionResult> {
         Self::act(ctx, &id, PrinterAction::Pause).await
     }
 
     /// Sends `resume` to the agent; acknowledges a raised alert as NOT_FAILED.
-    async fn resume_print(&self, ctx: &Context<'_>, id: ID) -> Result<PrinterActionResult> {
+    async fn resume_print(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The printer's id.")] id: ID,
+    ) -> Result<PrinterActionResult> {
         Self::act(ctx, &id, PrinterAction::Resume).await
     }
 
@@ -214,8 +240,8 @@ impl PrinterMutation {
     async fn mute_current_print(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        #[graphql(default = true)] mute: bool,
+        #[graphql(desc = "The printer's id.")] id: ID,
+        #[graphql(default = true, desc = "True to mute, false to unmute.")] mute: bool,
     ) -> Result<PrinterActionResult> {
         Self::act(ctx, &id, PrinterAction::Mute(mute)).await
     }
@@ -224,7 +250,8 @@ impl PrinterMutation {
     async fn acknowledge_alert(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The printer's id.")] id: ID,
+        #[graphql(desc = "The verdict on the alert (none: just acknowledged).")]
         alert_overwrite: Option<AlertOverwrite>,
     ) -> Result<PrinterActionResult> {
         Self::act(

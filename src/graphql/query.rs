@@ -3,6 +3,7 @@
 use async_graphql::{Context, ID, Object, Result};
 
 use super::context::{request, viewer};
+use super::fleet::{PrinterFilter, PrinterOrder};
 use super::history::{PrintConnection, PrintFilter, PrintOrder, PrintsArgs};
 use super::types::{Printer, PrinterCredentials, User};
 
@@ -15,27 +16,44 @@ pub fn row_id(id: &ID) -> Option<i32> {
 #[derive(Default)]
 pub struct PrinterQuery;
 
+/// The printer queries.
 #[Object]
 impl PrinterQuery {
-    /// The viewer's printers, ordered by id. (A list: counted 20 times its
-    /// selection toward the complexity limit.)
+    /// The viewer's printers (archived ones only with `withArchived`), those matching `filter`, ordered by `orderBy` (by id when omitted). A list: counted 20 times its selection toward the complexity limit.
     #[graphql(complexity = "20 * child_complexity")]
     async fn printers(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = false)] with_archived: bool,
+        #[graphql(desc = "Archived printers too.", default = false)] with_archived: bool,
+        #[graphql(desc = "Only the printers matching it.")] filter: Option<PrinterFilter>,
+        #[graphql(desc = "The order (by id, ascending, when omitted).")] order_by: Option<
+            PrinterOrder,
+        >,
     ) -> Result<Vec<Printer>> {
         let viewer = viewer(ctx).await?;
-        let rows = request(ctx)?
-            .service()
-            .printers(viewer, with_archived)
-            .await?;
+        let service = request(ctx)?.service();
+        let rows = match (filter, order_by) {
+            (None, None) => service.printers(viewer, with_archived).await?,
+            (filter, order) => {
+                service
+                    .printers_where(
+                        viewer,
+                        with_archived,
+                        &filter.map(Into::into).unwrap_or_default(),
+                        order.map(Into::into).unwrap_or_default(),
+                    )
+                    .await?
+            }
+        };
         Ok(rows.into_iter().map(Printer).collect())
     }
 
-    /// One of the viewer's printers (archived ones too); null when it does
-    /// not exist, was deleted, or is not the viewer's.
-    async fn printer(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Printer>> {
+    /// One of the viewer's printers (archived ones too); null when it does not exist, was deleted, or is not the viewer's.
+    async fn printer(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The printer's id.")] id: ID,
+    ) -> Result<Option<Printer>> {
         let viewer = viewer(ctx).await?;
         let Some(id) = row_id(&id) else {
             return Ok(None);
@@ -44,22 +62,21 @@ impl PrinterQuery {
         Ok(row.map(Printer))
     }
 
-    /// The viewer's print history, over all their printers (or one, by
-    /// `printerId`), newest first unless `orderBy` says otherwise: a cursor
-    /// connection (`first`/`after` forward, `last`/`before` backward, at
-    /// most 100 a page) with `totalCount`. Cursors stay valid as prints
-    /// are added.
+    /// The viewer's print history, over all their printers (or one, by `printerId`), newest first unless `orderBy` says otherwise: a cursor connection (`first`/`after` forward, `last`/`before` backward, at most 100 a page) with `totalCount`. Cursors stay valid as prints are added.
     #[allow(clippy::too_many_arguments)]
     async fn prints(
         &self,
         ctx: &Context<'_>,
-        printer_id: Option<ID>,
-        filter: Option<PrintFilter>,
-        order_by: Option<PrintOrder>,
+        #[graphql(desc = "Only this printer's prints.")] printer_id: Option<ID>,
+        #[graphql(desc = "Only the prints matching it.")] filter: Option<PrintFilter>,
+        #[graphql(desc = "The order (newest first when omitted).")] order_by: Option<PrintOrder>,
+        #[graphql(
+            desc = "Forward: how many prints (1 to 100; 20 when neither `first` nor `last` is given)."
+        )]
         first: Option<i32>,
-        after: Option<String>,
-        last: Option<i32>,
-        before: Option<String>,
+        #[graphql(desc = "A cursor: the prints after it.")] after: Option<String>,
+        #[graphql(desc = "Backward: how many prints (1 to 100).")] last: Option<i32>,
+        #[graphql(desc = "A cursor: the prints before it.")] before: Option<String>,
     ) -> Result<PrintConnection> {
         let printer = match printer_id {
             Some(id) => Some(row_id(&id).ok_or(crate::error::AppError::NotFound)?),
@@ -80,12 +97,11 @@ impl PrinterQuery {
         .await
     }
 
-    /// A printer's agent token, read on purpose (lists and subscriptions
-    /// never carry it); null when the printer is not the viewer's.
+    /// A printer's agent token, read on purpose (lists and subscriptions never carry it); null when the printer is not the viewer's.
     async fn printer_credentials(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The printer's id.")] id: ID,
     ) -> Result<Option<PrinterCredentials>> {
         let viewer = viewer(ctx).await?;
         let Some(id) = row_id(&id) else {

@@ -5,12 +5,17 @@
 //! falls more than the bus's capacity behind does not slow anyone down: the
 //! events it missed are dropped, and it is sent the current state of every
 //! printer it watches instead (coalescing), so it ends up correct.
+//! `printerChanged` says what happened (so a deleted printer can be dropped)
+//! and can coalesce a printer's updates to one per interval: the newest
+//! state goes out at the interval's end.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
 
-use async_graphql::{Context, ID, Result, Subscription};
+use async_graphql::{Context, Enum, ID, Result, SimpleObject, Subscription};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
 
 use super::context::request;
 use super::query::row_id;
@@ -19,11 +24,11 @@ use crate::error::AppError;
 use crate::events::{Event, EventKind};
 use crate::service::{Service, Viewer};
 
+/// The subscription root (over websockets at `/graphql/ws`, graphql-transport-ws): live printers and their event logs.
 #[derive(Default)]
 pub struct Subscription;
 
-/// What a subscription listens to: the bus, as the viewer, for one of
-/// their printers or all of them. Counted in `/metrics` while it lives.
+/// What a subscription listens to: the bus, as the viewer, for one of their printers or all of them. Counted in `/metrics` while it lives.
 struct Target {
     rx: tokio::sync::broadcast::Receiver<Event>,
     service: Service,
@@ -32,8 +37,7 @@ struct Target {
 }
 
 impl Target {
-    /// The viewer's target: printer `id` (NOT_FOUND unless it is theirs),
-    /// or all their printers.
+    /// The viewer's target: printer `id` (NOT_FOUND unless it is theirs), or all their printers.
     async fn of(ctx: &Context<'_>, id: Option<ID>) -> Result<Self> {
         let rc = request(ctx)?;
         let viewer = rc.viewer().await?.clone();
@@ -164,15 +168,202 @@ impl LogWatch {
     }
 }
 
+/// What happened to a printer.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum PrinterChangeKind {
+    /// It was added.
+    Created,
+    /// What it shows changed: its settings, its agent's status, a print, a command.
+    Updated,
+    /// It was archived (`printers` no longer lists it unless `withArchived`).
+    Archived,
+    /// It was deleted: drop it (`printer` is null).
+    Deleted,
+}
+
+/// A change to one of the viewer's printers.
+#[derive(SimpleObject)]
+pub struct PrinterChange {
+    /// What happened.
+    pub kind: PrinterChangeKind,
+    /// The printer's id (also when it was deleted).
+    pub printer_id: ID,
+    /// The printer as it is now; null when it was deleted.
+    pub printer: Option<Printer>,
+}
+
+/// Longest coalescing interval a subscriber may ask for.
+const MAX_INTERVAL_MS: i32 = 60_000;
+
+/// A change waiting to be sent.
+enum Ready {
+    /// Read the printer for this event, then send it as `kind`.
+    Event(PrinterChangeKind, Event),
+    /// Already read (after a lag).
+    Row(PrinterChangeKind, Box<entity::printer::Model>),
+    Deleted(i32),
+}
+
+/// A `printerChanged` subscriber. Bounds: one waiting update and one send time per printer of the viewer's.
+struct ChangeWatch {
+    t: Target,
+    interval: Option<Duration>,
+    /// Printers whose update waits for their interval to end.
+    due: HashMap<i32, (Instant, Event)>,
+    last_sent: HashMap<i32, Instant>,
+    /// The printers this subscriber was told of (to tell deletions missed in a lag).
+    known: HashSet<i32>,
+    ready: VecDeque<Ready>,
+}
+
+impl ChangeWatch {
+    /// An update of printer `id`: now, or when its interval ends.
+    fn update(&mut self, id: i32, ready: Ready, event: Option<Event>) {
+        let Some(interval) = self.interval else {
+            self.ready.push_back(ready);
+            return;
+        };
+        let now = Instant::now();
+        if let Some((_, waiting)) = self.due.get_mut(&id) {
+            // Already waiting: the newest event is the one read at the end.
+            if let Some(e) = event {
+                *waiting = e;
+            }
+            return;
+        }
+        match (self.last_sent.get(&id), event) {
+            (Some(last), Some(e)) if now < *last + interval => {
+                self.due.insert(id, (*last + interval, e));
+            }
+            _ => self.ready.push_back(ready),
+        }
+    }
+
+    fn hear(&mut self, e: Event) {
+        if matches!(e.kind, EventKind::Logged { .. } | EventKind::Integration) || !self.t.covers(&e)
+        {
+            return;
+        }
+        match e.kind {
+            EventKind::Deleted => {
+                self.due.remove(&e.printer_id);
+                self.last_sent.remove(&e.printer_id);
+                self.known.remove(&e.printer_id);
+                self.ready.push_back(Ready::Deleted(e.printer_id));
+            }
+            EventKind::Created => {
+                self.known.insert(e.printer_id);
+                self.ready
+                    .push_back(Ready::Event(PrinterChangeKind::Created, e));
+            }
+            EventKind::Archived => {
+                self.due.remove(&e.printer_id);
+                self.ready
+                    .push_back(Ready::Event(PrinterChangeKind::Archived, e));
+            }
+            _ => self.update(
+                e.printer_id,
+                Ready::Event(PrinterChangeKind::Updated, e),
+                Some(e),
+            ),
+        }
+    }
+
+    /// After a lag: every watched printer as it is now, and a deletion for each known one that is gone.
+    async fn catch_up(&mut self) {
+        let rows = match self.t.service.printers(&self.t.viewer, true).await {
+            Ok(rows) => rows,
+            Err(e) => return e.log(),
+        };
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|p| self.t.only.is_none_or(|id| id == p.id))
+            .collect();
+        let now: HashSet<i32> = rows.iter().map(|p| p.id).collect();
+        for gone in self.known.difference(&now).copied().collect::<Vec<_>>() {
+            self.due.remove(&gone);
+            self.ready.push_back(Ready::Deleted(gone));
+        }
+        self.known = now;
+        for p in rows {
+            self.due.remove(&p.id);
+            self.ready
+                .push_back(Ready::Row(PrinterChangeKind::Updated, Box::new(p)));
+        }
+    }
+
+    async fn next(&mut self) -> Option<PrinterChange> {
+        loop {
+            while let Some(r) = self.ready.pop_front() {
+                let (kind, row) = match r {
+                    Ready::Deleted(id) => {
+                        return Some(PrinterChange {
+                            kind: PrinterChangeKind::Deleted,
+                            printer_id: ID(id.to_string()),
+                            printer: None,
+                        });
+                    }
+                    Ready::Row(kind, row) => (kind, *row),
+                    Ready::Event(kind, e) => {
+                        match self.t.service.printer_after(&self.t.viewer, &e).await {
+                            Ok(Some(row)) => (kind, row),
+                            // Gone meanwhile: its deletion follows.
+                            Ok(None) => continue,
+                            Err(err) => {
+                                err.log();
+                                continue;
+                            }
+                        }
+                    }
+                };
+                if kind == PrinterChangeKind::Updated && self.interval.is_some() {
+                    self.last_sent.insert(row.id, Instant::now());
+                }
+                return Some(PrinterChange {
+                    kind,
+                    printer_id: ID(row.id.to_string()),
+                    printer: Some(Printer(row)),
+                });
+            }
+            let next_due = self.due.values().map(|(at, _)| *at).min();
+            tokio::select! {
+                r = self.t.rx.recv() => match r {
+                    Ok(e) => self.hear(e),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "slow subscriber; sending current state instead");
+                        self.catch_up().await;
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+                () = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
+                    let now = Instant::now();
+                    let mut went: Vec<(i32, Event)> = self
+                        .due
+                        .iter()
+                        .filter(|(_, (at, _))| *at <= now)
+                        .map(|(id, (_, e))| (*id, *e))
+                        .collect();
+                    went.sort_unstable_by_key(|(_, e)| e.seq);
+                    for (id, e) in went {
+                        self.due.remove(&id);
+                        self.ready.push_back(Ready::Event(PrinterChangeKind::Updated, e));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The subscription root (over websockets at `/graphql/ws`, graphql-transport-ws): live printers and their event logs.
 #[Subscription]
 impl Subscription {
-    /// Each new record of the event log of one printer (`printerId`) or of
-    /// all the viewer's printers, of the given `types` only when given.
+    /// Each new record of the event log of one printer (`printerId`) or of all the viewer's printers, of the given `types` only when given.
     async fn printer_event(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Only this printer's records (NOT_FOUND unless it is the viewer's).")]
         printer_id: Option<ID>,
-        types: Option<Vec<String>>,
+        #[graphql(desc = "Only records of these types.")] types: Option<Vec<String>>,
     ) -> Result<impl Stream<Item = PrinterEvent> + use<>> {
         let watch = LogWatch {
             t: Target::of(ctx, printer_id).await?,
@@ -183,12 +374,13 @@ impl Subscription {
         }))
     }
 
-    /// A printer each time what it shows changes: one printer, or every one
-    /// of the viewer's printers when `id` is omitted.
+    /// A printer each time what it shows changes: one printer, or every one of the viewer's printers when `id` is omitted.
     async fn printer_updated(
         &self,
         ctx: &Context<'_>,
-        id: Option<ID>,
+        #[graphql(desc = "Only this printer (NOT_FOUND unless it is the viewer's).")] id: Option<
+            ID,
+        >,
     ) -> Result<impl Stream<Item = Printer> + use<>> {
         let watch = Watch {
             t: Target::of(ctx, id).await?,
@@ -196,6 +388,51 @@ impl Subscription {
         };
         Ok(futures_util::stream::unfold(watch, |mut w| async move {
             w.next().await.map(|p| (p, w))
+        }))
+    }
+
+    /// Each change to one of the viewer's printers (or to printer `id`), saying what happened. With `minIntervalMs`, a printer's UPDATED changes come at most once per that many milliseconds (1 to 60000): the newest state is sent when the interval ends. CREATED, ARCHIVED and DELETED are sent at once.
+    async fn printer_changed(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only this printer (NOT_FOUND unless it is the viewer's).")] id: Option<
+            ID,
+        >,
+        #[graphql(desc = "At most one UPDATED per printer per this many milliseconds.")]
+        min_interval_ms: Option<i32>,
+    ) -> Result<impl Stream<Item = PrinterChange> + use<>> {
+        let interval = match min_interval_ms {
+            None => None,
+            Some(ms) if (1..=MAX_INTERVAL_MS).contains(&ms) => {
+                Some(Duration::from_millis(ms.unsigned_abs().into()))
+            }
+            Some(_) => {
+                return Err(AppError::invalid(
+                    "minIntervalMs",
+                    format!("Ensure this value is between 1 and {MAX_INTERVAL_MS}."),
+                )
+                .into());
+            }
+        };
+        let t = Target::of(ctx, id).await?;
+        let known = t
+            .service
+            .printers(&t.viewer, true)
+            .await?
+            .into_iter()
+            .map(|p| p.id)
+            .filter(|id| t.only.is_none_or(|only| only == *id))
+            .collect();
+        let watch = ChangeWatch {
+            t,
+            interval,
+            due: HashMap::new(),
+            last_sent: HashMap::new(),
+            known,
+            ready: VecDeque::new(),
+        };
+        Ok(futures_util::stream::unfold(watch, |mut w| async move {
+            w.next().await.map(|c| (c, w))
         }))
     }
 }

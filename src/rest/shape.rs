@@ -51,9 +51,10 @@ struct TypeDef {
 /// The schema's types, read once through introspection.
 pub struct Types(HashMap<String, TypeDef>);
 
+// Deprecated fields too: a REST body keeps what it has always carried.
 const INTROSPECTION: &str = r#"
 { __schema { types { name
-  fields { name type { ...T } }
+  fields(includeDeprecated: true) { name type { ...T } }
   inputFields { name type { ...T } }
   enumValues { name } } } }
 fragment T on __Type { kind name ofType { kind name ofType { kind name ofType { kind name } } } }

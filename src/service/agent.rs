@@ -253,14 +253,21 @@ impl Service {
                 let ts = status.get("_ts").and_then(Value::as_f64);
                 let late = matches!((ts, p.status_ts), (Some(new), Some(old)) if new < old);
                 if !late {
+                    let at = now();
+                    let (state, finishes_at) = rules::status_columns(Some(status), at);
                     row.status = Set(Some(status.clone()));
                     row.status_ts = Set(ts.or(p.status_ts));
-                    row.status_at = Set(Some(now()));
+                    row.status_at = Set(Some(at));
+                    row.last_seen_at = Set(Some(at));
+                    row.state = Set(state.map(str::to_owned));
+                    row.finishes_at = Set(finishes_at);
                 }
             }
             None => {
                 row.status = Set(None);
                 row.status_at = Set(None);
+                row.state = Set(None);
+                row.finishes_at = Set(None);
             }
         }
         let filename = report.event_file.clone().or_else(|| {

@@ -331,10 +331,7 @@ impl Service {
         else {
             return Ok((false, false));
         };
-        let unacknowledged = print.alerted_at.is_some()
-            && print
-                .alert_acknowledged_at
-                .is_none_or(|ack| print.alerted_at.is_some_and(|a| a > ack));
+        let unacknowledged = rules::alert_unanswered(&print);
         let suppressed = within(print.alerted_at, settings.alert_cooldown, t) || unacknowledged;
         let p = &ticket.frame.printer;
         let pause_wanted = verdict == Verdict::Pause

@@ -93,7 +93,7 @@ fn beyond(p: Position, order: PrintOrder, forward: bool) -> Condition {
 }
 
 /// `%text%` for LIKE, with the wildcards in `text` escaped.
-fn contains_pattern(text: &str) -> String {
+pub(super) fn contains_pattern(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('%');
     for c in text.to_lowercase().chars() {

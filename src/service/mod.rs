@@ -9,6 +9,7 @@ mod agent;
 mod api_keys;
 mod commands;
 pub mod detection;
+pub mod fleet;
 pub mod history;
 pub mod prediction;
 mod presence;

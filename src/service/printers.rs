@@ -367,7 +367,12 @@ impl Service {
         txn.commit().await?;
         let printer = self.existing_printer(viewer, id).await?;
         if res.rows_affected > 0 {
-            self.publish(&printer, EventKind::Updated);
+            let kind = if archived {
+                EventKind::Archived
+            } else {
+                EventKind::Updated
+            };
+            self.publish(&printer, kind);
             if archived {
                 // An archived printer's token no longer connects.
                 self.commands.disconnect(id).await;

@@ -187,6 +187,211 @@ pub fn visible_status(p: &printer::Model, now: DateTime<Utc>) -> Option<&Value> 
     ((now - at).num_seconds() <= STATUS_TTL_SECS && !status.is_null()).then_some(status)
 }
 
+/// What a printer is doing, typed: `status.state` as the agent words it
+/// (its flags first, then its text), or `Offline` when no status is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PrinterState {
+    /// No status is shown: no agent connected, or nothing heard for 120 s.
+    Offline,
+    /// The agent is connected but its printer is not (closed, no error).
+    Disconnected,
+    /// Connected and idle.
+    Operational,
+    Printing,
+    Pausing,
+    Paused,
+    Resuming,
+    Cancelling,
+    /// The print's end (the agent's "Finishing").
+    Finishing,
+    /// The printer reports an error.
+    Error,
+    /// A status whose state says none of the above.
+    Unknown,
+}
+
+impl PrinterState {
+    pub const ALL: [Self; 11] = [
+        Self::Offline,
+        Self::Disconnected,
+        Self::Operational,
+        Self::Printing,
+        Self::Pausing,
+        Self::Paused,
+        Self::Resuming,
+        Self::Cancelling,
+        Self::Finishing,
+        Self::Error,
+        Self::Unknown,
+    ];
+
+    /// The stored name (`printers.state`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Offline => "OFFLINE",
+            Self::Disconnected => "DISCONNECTED",
+            Self::Operational => "OPERATIONAL",
+            Self::Printing => "PRINTING",
+            Self::Pausing => "PAUSING",
+            Self::Paused => "PAUSED",
+            Self::Resuming => "RESUMING",
+            Self::Cancelling => "CANCELLING",
+            Self::Finishing => "FINISHING",
+            Self::Error => "ERROR",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+
+    pub fn from_stored(s: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .unwrap_or(Self::Unknown)
+    }
+
+    /// Whether a print is under way (printing, or on its way in or out of
+    /// a pause or its end).
+    pub fn is_busy(self) -> bool {
+        matches!(
+            self,
+            Self::Printing
+                | Self::Pausing
+                | Self::Paused
+                | Self::Resuming
+                | Self::Cancelling
+                | Self::Finishing
+        )
+    }
+}
+
+/// The state a status reports. The flags decide (OctoPrint's and
+/// Moonraker's agents send the same ones), the most specific first; an
+/// agent that sends no flags is read by its text.
+pub fn reported_state(status: &Value) -> PrinterState {
+    let state = status.get("state");
+    let flag = |k: &str| {
+        state
+            .and_then(|s| s.pointer(&format!("/flags/{k}")))
+            .and_then(Value::as_bool)
+    };
+    let order = [
+        ("error", PrinterState::Error),
+        ("cancelling", PrinterState::Cancelling),
+        ("pausing", PrinterState::Pausing),
+        ("resuming", PrinterState::Resuming),
+        ("paused", PrinterState::Paused),
+        ("finishing", PrinterState::Finishing),
+        ("printing", PrinterState::Printing),
+        ("closedOrError", PrinterState::Disconnected),
+        ("operational", PrinterState::Operational),
+        ("ready", PrinterState::Operational),
+    ];
+    if let Some((_, s)) = order.iter().find(|(k, _)| flag(k) == Some(true)) {
+        return *s;
+    }
+    let text = state
+        .and_then(|s| s.get("text"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let by_text = [
+        ("error", PrinterState::Error),
+        ("cancelling", PrinterState::Cancelling),
+        ("pausing", PrinterState::Pausing),
+        ("resuming", PrinterState::Resuming),
+        ("paused", PrinterState::Paused),
+        ("finishing", PrinterState::Finishing),
+        ("printing", PrinterState::Printing),
+        ("offline", PrinterState::Disconnected),
+        ("closed", PrinterState::Disconnected),
+        ("operational", PrinterState::Operational),
+        ("ready", PrinterState::Operational),
+    ];
+    by_text
+        .iter()
+        .find(|(k, _)| text.starts_with(k))
+        .map_or(PrinterState::Unknown, |(_, s)| *s)
+}
+
+/// When the print a status describes should end: `at` (when it arrived)
+/// plus the agent's `progress.printTimeLeft`, while a print is under way.
+pub fn reported_finish(status: &Value, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if !reported_state(status).is_busy() {
+        return None;
+    }
+    let left = status.pointer("/progress/printTimeLeft")?.as_f64()?;
+    // Seconds, at most a year (an agent's nonsense is not a date).
+    (left.is_finite() && (0.0..=31_536_000.0).contains(&left))
+        .then(|| at + chrono::Duration::milliseconds((left * 1000.0) as i64))
+}
+
+/// The columns written with a status: `(state, finishes_at)`.
+pub fn status_columns(
+    status: Option<&Value>,
+    at: DateTime<Utc>,
+) -> (Option<&'static str>, Option<DateTime<Utc>>) {
+    match status.filter(|s| !s.is_null()) {
+        Some(s) => (Some(reported_state(s).as_str()), reported_finish(s, at)),
+        None => (None, None),
+    }
+}
+
+/// The printer's state as clients see it: the stored state while its
+/// status is shown, else `Offline`. [`printer_state_expr`] is the same
+/// rule in SQL.
+pub fn printer_state(p: &printer::Model, now: DateTime<Utc>) -> PrinterState {
+    match visible_status(p, now) {
+        Some(_) => p
+            .state
+            .as_deref()
+            .map_or(PrinterState::Unknown, PrinterState::from_stored),
+        None => PrinterState::Offline,
+    }
+}
+
+/// [`printer_state`] as a SQL expression on `printers` (its stored name).
+pub fn printer_state_expr(now: DateTime<Utc>) -> sea_orm::sea_query::SimpleExpr {
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    // `visible_status` keeps whole seconds up to the TTL: under TTL + 1.
+    let cutoff = now - chrono::Duration::seconds(STATUS_TTL_SECS + 1);
+    let col = |c: printer::Column| Expr::col((printer::Entity, c));
+    let shown = col(printer::Column::AgentInstance)
+        .is_not_null()
+        .and(col(printer::Column::Status).is_not_null())
+        .and(col(printer::Column::StatusAt).gt(cutoff));
+    sea_orm::sea_query::CaseStatement::new()
+        .case(
+            shown,
+            col(printer::Column::State).if_null(PrinterState::Unknown.as_str()),
+        )
+        .finally(Expr::val(PrinterState::Offline.as_str()))
+        .into()
+}
+
+/// Whether a print's failure alert stands unanswered: alerted, and not
+/// acknowledged since. [`alert_unanswered_condition`] is the SQL twin.
+pub fn alert_unanswered(p: &print::Model) -> bool {
+    p.alerted_at.is_some()
+        && p.alert_acknowledged_at
+            .is_none_or(|ack| p.alerted_at.is_some_and(|a| a > ack))
+}
+
+/// [`alert_unanswered`] as a SQL condition on `prints`.
+pub fn alert_unanswered_condition() -> sea_orm::Condition {
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    use sea_orm::{ColumnTrait, Condition};
+    Condition::all()
+        .add(print::Column::AlertedAt.is_not_null())
+        .add(
+            Condition::any()
+                .add(print::Column::AlertAcknowledgedAt.is_null())
+                .add(
+                    Expr::col(print::Column::AlertedAt)
+                        .gt(Expr::col(print::Column::AlertAcknowledgedAt)),
+                ),
+        )
+}
+
 /// A snapshot older than this is not shown.
 pub const PIC_TTL_SECS: i64 = 30 * 60;
 
@@ -408,6 +613,9 @@ mod tests {
             pic_at: None,
             agent_instance: None,
             online_announced: false,
+            state: None,
+            finishes_at: None,
+            last_seen_at: None,
         }
     }
 
@@ -449,6 +657,64 @@ mod tests {
             not_watching_reason(&p, &owner(0.0), None, now),
             Some("Printer is not actively printing")
         );
+    }
+
+    #[test]
+    fn a_status_reports_the_most_specific_state_its_flags_say() {
+        let of = |flags: Value, text: &str| {
+            reported_state(&json!({"state": {"text": text, "flags": flags}}))
+        };
+        let octoprint_paused =
+            json!({"operational": true, "paused": true, "printing": false, "ready": false});
+        assert_eq!(of(octoprint_paused, "Paused"), PrinterState::Paused);
+        assert_eq!(
+            of(
+                json!({"operational": true, "printing": true, "pausing": true}),
+                "Pausing"
+            ),
+            PrinterState::Pausing
+        );
+        assert_eq!(
+            of(json!({"printing": true, "cancelling": true}), "Cancelling"),
+            PrinterState::Cancelling
+        );
+        assert_eq!(
+            of(json!({"error": true, "closedOrError": true}), "Error"),
+            PrinterState::Error
+        );
+        assert_eq!(
+            of(json!({"closedOrError": true}), "Offline"),
+            PrinterState::Disconnected
+        );
+        assert_eq!(
+            of(json!({"operational": true, "ready": true}), "Operational"),
+            PrinterState::Operational
+        );
+        // No flags: the text decides.
+        assert_eq!(of(json!({}), "Printing from SD"), PrinterState::Printing);
+        assert_eq!(of(json!({}), "Warming up"), PrinterState::Unknown);
+        assert_eq!(reported_state(&json!({})), PrinterState::Unknown);
+        for s in PrinterState::ALL {
+            assert_eq!(PrinterState::from_stored(s.as_str()), s);
+        }
+    }
+
+    #[test]
+    fn a_print_under_way_finishes_when_the_agent_estimates() {
+        let at = Utc::now();
+        let printing =
+            json!({"state": {"flags": {"printing": true}}, "progress": {"printTimeLeft": 90.0}});
+        assert_eq!(
+            reported_finish(&printing, at),
+            Some(at + Duration::seconds(90))
+        );
+        let idle =
+            json!({"state": {"flags": {"operational": true}}, "progress": {"printTimeLeft": 90.0}});
+        assert_eq!(reported_finish(&idle, at), None);
+        let nonsense =
+            json!({"state": {"flags": {"printing": true}}, "progress": {"printTimeLeft": -5}});
+        assert_eq!(reported_finish(&nonsense, at), None);
+        assert_eq!(status_columns(Some(&Value::Null), at), (None, None));
     }
 
     #[test]

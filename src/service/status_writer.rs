@@ -171,9 +171,13 @@ impl Service {
         let txn = self.db().begin().await?;
         let mut written = Vec::with_capacity(rows.len());
         for (id, s) in rows {
+            let (state, finishes_at) = super::rules::status_columns(Some(&s.status), s.at);
             let mut update = printer::Entity::update_many()
                 .col_expr(printer::Column::Status, Expr::value(s.status.clone()))
                 .col_expr(printer::Column::StatusAt, Expr::value(s.at))
+                .col_expr(printer::Column::LastSeenAt, Expr::value(s.at))
+                .col_expr(printer::Column::State, Expr::value(state))
+                .col_expr(printer::Column::FinishesAt, Expr::value(finishes_at))
                 .filter(printer::Column::Id.eq(*id))
                 .filter(printer::Column::DeletedAt.is_null())
                 .filter(printer::Column::ArchivedAt.is_null());

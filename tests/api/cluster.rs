@@ -8,7 +8,6 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::helpers::{FreshPostgres, PG_ENV, Process, SECRET, TestApp, Ws, graphql_ws};
 
@@ -23,15 +22,6 @@ fn postgres_or_skip(test: &str) -> Option<String> {
         );
     }
     url
-}
-
-async fn agent(base: &str, auth: &str) -> Ws {
-    let mut req = format!("{}/ws/dev/", base.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("authorization", format!("bearer {auth}").parse().unwrap());
-    tokio_tungstenite::connect_async(req).await.unwrap().0
 }
 
 async fn next_frame(ws: &mut Ws) -> Message {
@@ -113,7 +103,7 @@ async fn two_instances_share_commands_subscriptions_presence_and_survive_a_crash
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // The agent on A; its status reaches the subscriber on B.
-    let mut on_a = agent(&a.url, &auth).await;
+    let mut on_a = crate::helpers::agent_ws(&a.url, &auth).await;
     next_json(&mut on_a).await;
     send(&mut on_a, status(1_700_000_001, 42.0)).await;
     let seen = loop {
@@ -157,7 +147,7 @@ async fn two_instances_share_commands_subscriptions_presence_and_survive_a_crash
     assert_eq!(frame["commands"][0]["cmd"], "pause");
 
     // A duplicate agent on B closes A's connection with 4321.
-    let mut on_b = agent(&b.url, &auth).await;
+    let mut on_b = crate::helpers::agent_ws(&b.url, &auth).await;
     next_json(&mut on_b).await;
     let code = loop {
         match next_frame(&mut on_a).await {
@@ -169,7 +159,7 @@ async fn two_instances_share_commands_subscriptions_presence_and_survive_a_crash
     drop(on_b);
 
     // A crashes with an agent on it: the agent reconnects to B and all works.
-    let mut on_a = agent(&a.url, &auth).await;
+    let mut on_a = crate::helpers::agent_ws(&a.url, &auth).await;
     next_json(&mut on_a).await;
     send(&mut on_a, status(1_700_000_010, 50.0)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -191,7 +181,7 @@ async fn two_instances_share_commands_subscriptions_presence_and_survive_a_crash
     )
     .await;
     assert_eq!(offline["data"]["printer"]["status"], Value::Null);
-    let mut again = agent(&b.url, &auth).await;
+    let mut again = crate::helpers::agent_ws(&b.url, &auth).await;
     next_json(&mut again).await;
     send(&mut again, status(1_700_000_020, 60.0)).await;
     loop {
@@ -413,7 +403,7 @@ async fn live_printer(client: &reqwest::Client, base: &str, token: &str) -> (Str
         .as_str()
         .unwrap()
         .to_owned();
-    let mut ws = agent(base, &auth).await;
+    let mut ws = crate::helpers::agent_ws(base, &auth).await;
     next_json(&mut ws).await;
     send(&mut ws, status(1, 10.0)).await;
     for _ in 0..100 {
@@ -442,20 +432,66 @@ async fn after_a_crash_and_restart_a_printer_without_its_agent_shows_offline_at_
     let token = keys.mint("alice", None, Duration::from_secs(600)).unwrap();
     let client = reqwest::Client::new();
     let (id, _agent) = live_printer(&client, &first.url, &token).await;
+    let q = "query($id: ID!) { printer(id: $id) { online state lastSeenAt status { progress { completion } } } fleet { online offline } }";
+    let before = gql(&client, &first.url, &token, q, json!({"id": id})).await;
+    assert_eq!(before["data"]["printer"]["online"], true, "{before}");
+    assert_eq!(before["data"]["printer"]["state"], "PRINTING", "{before}");
+    assert_eq!(before["data"]["fleet"]["online"], 1, "{before}");
     first.kill();
     let second = Process::start(&url).await;
-    let b = gql(
-        &client,
-        &second.url,
-        &token,
-        "query($id: ID!) { printer(id: $id) { status { progress { completion } } } }",
-        json!({"id": id}),
-    )
-    .await;
+    let b = gql(&client, &second.url, &token, q, json!({"id": id})).await;
     assert!(
         b["data"]["printer"]["status"].is_null(),
         "still shown online: {b}"
     );
+    assert_eq!(b["data"]["printer"]["online"], false, "{b}");
+    assert_eq!(b["data"]["printer"]["state"], "OFFLINE", "{b}");
+    assert!(b["data"]["printer"]["lastSeenAt"].is_string(), "{b}");
+    assert_eq!(b["data"]["fleet"]["online"], 0, "{b}");
+    assert_eq!(b["data"]["fleet"]["offline"], 1, "{b}");
+}
+
+#[tokio::test]
+async fn a_printer_is_online_on_every_instance_while_its_agent_is_connected_to_one() {
+    let Some(admin) = postgres_or_skip(
+        "a_printer_is_online_on_every_instance_while_its_agent_is_connected_to_one",
+    ) else {
+        return;
+    };
+    let pg = FreshPostgres::create(&admin).await;
+    let a = Process::start(&pg.url).await;
+    let b = Process::start(&pg.url).await;
+    let keys = printgate::auth::JwtKeys::from_secret(SECRET.as_bytes());
+    let token = keys.mint("alice", None, Duration::from_secs(600)).unwrap();
+    let client = reqwest::Client::new();
+    let (id, agent) = live_printer(&client, &a.url, &token).await;
+    let q = "query($id: ID!) { printer(id: $id) { online state } fleet { online printing } printers(filter: {online: true}) { id } }";
+    for base in [&a.url, &b.url] {
+        let body = gql(&client, base, &token, q, json!({"id": id})).await;
+        assert_eq!(body["data"]["printer"]["online"], true, "{body}");
+        assert_eq!(body["data"]["printer"]["state"], "PRINTING", "{body}");
+        assert_eq!(body["data"]["fleet"]["online"], 1, "{body}");
+        assert_eq!(body["data"]["fleet"]["printing"], 1, "{body}");
+        assert_eq!(body["data"]["printers"][0]["id"], id.as_str(), "{body}");
+    }
+    // The agent goes away: offline everywhere, at once.
+    drop(agent);
+    let started = std::time::Instant::now();
+    for base in [&a.url, &b.url] {
+        loop {
+            let body = gql(&client, base, &token, q, json!({"id": id})).await;
+            if body["data"]["printer"]["online"] == false {
+                assert_eq!(body["data"]["printer"]["state"], "OFFLINE", "{body}");
+                assert_eq!(body["data"]["fleet"]["online"], 0, "{body}");
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "still online: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 #[tokio::test]

@@ -325,6 +325,22 @@ pub async fn graphql_ws(base: &str, authorization: Option<&str>) -> Ws {
         .0
 }
 
+/// A printer agent's websocket (`/ws/dev/`) with agent token `auth`.
+pub async fn agent_ws(base: &str, auth: &str) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("{}/ws/dev/", base.replace("http://", "ws://"))
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("bearer {auth}").parse().expect("header"),
+    );
+    tokio_tungstenite::connect_async(req)
+        .await
+        .expect("handshake")
+        .0
+}
+
 /// A client websocket.
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -9,6 +9,7 @@ mod architecture;
 mod auth;
 mod cluster;
 mod detection;
+mod fleet;
 mod helpers;
 mod history;
 mod isolation;

@@ -1,0 +1,219 @@
+//! The fleet view: a viewer's printers filtered (by state, presence, name)
+//! and ordered, and the fleet's counts. Both run in the database on the
+//! columns written with each status (`state`, `finishes_at`), through the
+//! SQL twin of the state rule, so a list of a thousand printers is not
+//! loaded to count it.
+
+use chrono::{DateTime, Utc};
+use entity::{print, printer};
+use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, Func, LikeExpr, Query};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+
+use super::history::contains_pattern;
+use super::rules::{self, NAME_MAX_CHARS, PrinterState};
+use super::{Service, Viewer, now};
+use crate::error::{AppError, Checks};
+
+/// Which printers.
+#[derive(Debug, Clone, Default)]
+pub struct PrinterFilter {
+    /// Any of these states (none given: all).
+    pub states: Option<Vec<PrinterState>>,
+    /// With an agent connected (true) or not (false).
+    pub online: Option<bool>,
+    /// The name contains this text (case-insensitive).
+    pub name_contains: Option<String>,
+}
+
+/// What a printer list is ordered by (then by id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PrinterOrderField {
+    #[default]
+    Id,
+    /// Case-insensitive.
+    Name,
+    CreatedAt,
+    /// When the agent's estimate says the print ends (none last).
+    FinishesAt,
+}
+
+/// A printer list's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrinterOrder {
+    pub field: PrinterOrderField,
+    pub descending: bool,
+}
+
+/// The fleet's counts (printers not archived).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fleet {
+    pub total: u64,
+    /// With an agent connected to some instance.
+    pub online: u64,
+    /// Printers in each state, every state listed (zero included).
+    pub by_state: Vec<(PrinterState, u64)>,
+    /// Whose current print has a failure alert not yet acknowledged.
+    pub alerting: u64,
+    /// Printing, and the agent's estimate ends within the hour.
+    pub finishing_within_hour: u64,
+}
+
+impl Fleet {
+    pub fn count(&self, state: PrinterState) -> u64 {
+        self.by_state
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// How far ahead "finishing soon" looks.
+const SOON_SECS: i64 = 3600;
+
+impl PrinterFilter {
+    /// The filter as a condition on `printers` (with `now` for the state).
+    fn condition(&self, now: DateTime<Utc>) -> Result<Condition, AppError> {
+        let mut checks = Checks::default();
+        let name = checks.optional(self.name_contains.as_deref(), |n| {
+            if n.chars().count() > NAME_MAX_CHARS {
+                Err(AppError::invalid(
+                    "nameContains",
+                    format!("Ensure this field has no more than {NAME_MAX_CHARS} characters."),
+                ))
+            } else {
+                Ok(n)
+            }
+        });
+        checks.finish()?;
+        let mut c = Condition::all();
+        if let Some(states) = &self.states {
+            let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+            c = c.add(rules::printer_state_expr(now).is_in(names));
+        }
+        match self.online {
+            Some(true) => c = c.add(printer::Column::AgentInstance.is_not_null()),
+            Some(false) => c = c.add(printer::Column::AgentInstance.is_null()),
+            None => {}
+        }
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            c = c.add(
+                Expr::expr(Func::lower(Expr::col(printer::Column::Name)))
+                    .like(LikeExpr::new(contains_pattern(name)).escape('\\')),
+            );
+        }
+        Ok(c)
+    }
+}
+
+impl Service {
+    /// The viewer's printers (archived ones too with `with_archived`) that
+    /// match `filter`, in `order`.
+    pub async fn printers_where(
+        &self,
+        viewer: &Viewer,
+        with_archived: bool,
+        filter: &PrinterFilter,
+        order: PrinterOrder,
+    ) -> Result<Vec<printer::Model>, AppError> {
+        let mut q = printer::Entity::find()
+            .filter(printer::Column::UserId.eq(viewer.id()))
+            .filter(printer::Column::DeletedAt.is_null())
+            .filter(filter.condition(now())?);
+        if !with_archived {
+            q = q.filter(printer::Column::ArchivedAt.is_null());
+        }
+        let dir = if order.descending {
+            sea_orm::Order::Desc
+        } else {
+            sea_orm::Order::Asc
+        };
+        q = match order.field {
+            PrinterOrderField::Id => q,
+            PrinterOrderField::Name => {
+                q.order_by(Func::lower(Expr::col(printer::Column::Name)), dir.clone())
+            }
+            PrinterOrderField::CreatedAt => q.order_by(printer::Column::CreatedAt, dir.clone()),
+            PrinterOrderField::FinishesAt => q
+                // Printers with no estimate after those with one, either way.
+                .order_by(
+                    Expr::col(printer::Column::FinishesAt).is_null(),
+                    sea_orm::Order::Asc,
+                )
+                .order_by(printer::Column::FinishesAt, dir.clone()),
+        };
+        Ok(q.order_by(printer::Column::Id, dir).all(self.db()).await?)
+    }
+
+    /// The counts of the viewer's fleet (printers not archived), in one
+    /// query grouped by state.
+    pub async fn fleet(&self, viewer: &Viewer) -> Result<Fleet, AppError> {
+        let t = now();
+        let one_if = |c: Condition| {
+            Func::sum(
+                CaseStatement::new()
+                    .case(c, Expr::val(1))
+                    .finally(Expr::val(0)),
+            )
+        };
+        // The current print, joined (LEFT: most printers have none).
+        let alert = Condition::all()
+            .add(Expr::col((print::Entity, print::Column::Id)).is_not_null())
+            .add(rules::alert_unanswered_condition());
+        let stmt = Query::select()
+            .expr_as(rules::printer_state_expr(t), Alias::new("state"))
+            .expr_as(Func::count(Expr::val(1)), Alias::new("n"))
+            .expr_as(
+                one_if(Condition::all().add(printer::Column::AgentInstance.is_not_null())),
+                Alias::new("online"),
+            )
+            .expr_as(
+                one_if(
+                    Condition::all()
+                        .add(printer::Column::FinishesAt.is_not_null())
+                        .add(
+                            printer::Column::FinishesAt
+                                .lte(t + chrono::Duration::seconds(SOON_SECS)),
+                        ),
+                ),
+                Alias::new("soon"),
+            )
+            .expr_as(one_if(alert), Alias::new("alerting"))
+            .from(printer::Entity)
+            .left_join(
+                print::Entity,
+                Expr::col((print::Entity, print::Column::Id))
+                    .equals((printer::Entity, printer::Column::CurrentPrintId)),
+            )
+            .and_where(Expr::col((printer::Entity, printer::Column::UserId)).eq(viewer.id()))
+            .and_where(Expr::col((printer::Entity, printer::Column::DeletedAt)).is_null())
+            .and_where(Expr::col((printer::Entity, printer::Column::ArchivedAt)).is_null())
+            // By position: PostgreSQL does not match the select's CASE
+            // (with its own parameters) to a repeated one.
+            .add_group_by([Expr::cust("1")])
+            .to_owned();
+        let rows = self.db().query_all(&stmt).await?;
+        let mut fleet = Fleet {
+            by_state: PrinterState::ALL.iter().map(|s| (*s, 0)).collect(),
+            ..Fleet::default()
+        };
+        for row in rows {
+            let state: String = row.try_get("", "state")?;
+            let state = PrinterState::from_stored(&state);
+            let get = |col: &str| -> Result<u64, AppError> {
+                let n: Option<i64> = row.try_get("", col)?;
+                Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+            };
+            let n = get("n")?;
+            fleet.total += n;
+            fleet.online += get("online")?;
+            fleet.alerting += get("alerting")?;
+            if matches!(state, PrinterState::Printing | PrinterState::Finishing) {
+                fleet.finishing_within_hour += get("soon")?;
+            }
+            if let Some(slot) = fleet.by_state.iter_mut().find(|(s, _)| *s == state) {
+                slot.1 += n;
+            }
+        }
+        Ok(fleet)
+    }
+}
