@@ -348,6 +348,49 @@ fn event_cursor_id(c: &str) -> Option<i32> {
     cursor_id("event", c)
 }
 
+/// What a record of a printer's event log is about.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum PrinterEventKind {
+    /// A print started.
+    Started,
+    /// A print ended (finished, cancelled or failed).
+    Ended,
+    /// The print was paused.
+    Paused,
+    /// The print was resumed.
+    Resumed,
+    /// Failure detection alerted (and paused the print when the printer says so).
+    FailureAlerted,
+    /// Alerts were muted for the current print.
+    AlertMuted,
+    /// Alerts were unmuted.
+    AlertUnmuted,
+    /// The printer asks for a filament change.
+    FilamentChange,
+    /// The printer reported an error.
+    PrinterError,
+    /// A type an agent posted that printgate does not know (see `type`).
+    Other,
+}
+
+impl PrinterEventKind {
+    fn of(stored: &str) -> Self {
+        use service::printer_events::types as t;
+        match stored {
+            t::STARTED => Self::Started,
+            t::ENDED => Self::Ended,
+            t::PAUSED => Self::Paused,
+            t::RESUMED => Self::Resumed,
+            t::FAILURE_ALERTED => Self::FailureAlerted,
+            t::ALERT_MUTED => Self::AlertMuted,
+            t::ALERT_UNMUTED => Self::AlertUnmuted,
+            t::FILAMENT_CHANGE => Self::FilamentChange,
+            t::PRINTER_ERROR => Self::PrinterError,
+            _ => Self::Other,
+        }
+    }
+}
+
 /// A record of the printer's event log.
 pub struct PrinterEvent(pub entity::printer_event::Model);
 
@@ -361,6 +404,10 @@ impl PrinterEvent {
     /// `STARTED`, `ENDED`, `PAUSED`, `RESUMED`, `FAILURE_ALERTED`, `ALERT_MUTED`, `ALERT_UNMUTED`, `FILAMENT_CHANGE`, `PRINTER_ERROR`, or a type an agent posted.
     async fn r#type(&self) -> &str {
         &self.0.event_type
+    }
+    /// The record's type, typed: OTHER for a type an agent posted.
+    async fn kind(&self) -> PrinterEventKind {
+        PrinterEventKind::of(&self.0.event_type)
     }
     /// `ERROR`, `WARNING`, `SUCCESS` or `INFO`.
     async fn class(&self) -> &str {

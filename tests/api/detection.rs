@@ -710,7 +710,7 @@ async fn a_printer_event_subscriber_hears_the_failure_alerts() {
     );
     crate::helpers::ws_send(
         &mut sub,
-        json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription($id: ID) { printerEvent(printerId: $id, types: [\"FAILURE_ALERTED\"]) { type class text } }", "variables": {"id": p.id}}}),
+        json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription($id: ID) { printerEvent(printerId: $id, types: [\"FAILURE_ALERTED\"]) { type kind class text } }", "variables": {"id": p.id}}}),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -723,6 +723,7 @@ async fn a_printer_event_subscriber_hears_the_failure_alerts() {
     let second = crate::helpers::ws_next_json(&mut sub).await;
     let e = &second["payload"]["data"]["printerEvent"];
     assert_eq!(e["type"], "FAILURE_ALERTED");
+    assert_eq!(e["kind"], "FAILURE_ALERTED");
     assert_eq!(e["class"], "ERROR");
     assert!(e["text"].as_str().unwrap().contains("was paused"), "{e}");
 }

@@ -361,3 +361,58 @@ async fn the_demo_honours_cors_origins_and_public_url() {
         "{img}"
     );
 }
+
+/// `printgate <sub> --help` as a user reads it.
+fn help(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_printgate"))
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?} --help failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn each_subcommand_lists_only_the_flags_it_reads() {
+    let serve = help(&["serve"]);
+    for flag in [
+        "--bind",
+        "--database-url",
+        "--jwt-jwks-url",
+        "--max-query-depth",
+        "--cors-origins",
+    ] {
+        assert!(serve.contains(flag), "serve --help lacks {flag}");
+    }
+    let simulate = help(&["simulate"]);
+    for flag in [
+        "--bind",
+        "--database-url",
+        "--max-query-depth",
+        "--jwt-secret",
+        "--cors-origins",
+    ] {
+        assert!(!simulate.contains(flag), "simulate --help lists {flag}");
+    }
+    assert!(simulate.contains("--printers") && simulate.contains("--subscribers"));
+    let token = help(&["token"]);
+    assert!(
+        token.contains("--jwt-secret")
+            && !token.contains("--jwt-jwks-url")
+            && !token.contains("--bind")
+    );
+    let migrate = help(&["migrate"]);
+    assert!(migrate.contains("--database-url") && !migrate.contains("--jwt-secret"));
+    // The demo takes the server's flags but brings its own database.
+    let demo = help(&["demo"]);
+    assert!(demo.contains("--cors-origins") && demo.contains("--public-url"));
+    assert!(
+        !demo.contains("--database-url"),
+        "demo --help lists --database-url"
+    );
+    let schema = help(&["schema"]);
+    assert!(!schema.contains("--bind"));
+    // Bare `printgate` serves, with the server's flags.
+    assert!(help(&[]).contains("--max-query-depth"));
+}
