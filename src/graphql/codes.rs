@@ -116,6 +116,9 @@ impl Extension for ErrorCodesExtension {
             };
             set_code_if_missing(err, fallback);
         }
+        // The last touch of every response, so here rather than in an
+        // extension of its own (each one costs every field).
+        super::sdl::describe_schema(&mut resp);
         resp
     }
 

@@ -62,7 +62,6 @@ pub fn build_schema_with(
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
         .extension(codes::ErrorCodes(limits))
-        .extension(sdl::SchemaDescription)
         .override_output_type_description::<history::PrintConnection>(
             "A page of prints, with `totalCount` and `pageInfo`.",
         )

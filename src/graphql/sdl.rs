@@ -5,41 +5,25 @@
 //! (CI checks it against graphql-js itself). async-graphql's own `sdl()`
 //! differs in layout and omits `@specifiedBy` and the schema's description.
 
-use std::sync::Arc;
-
-use async_graphql::ServerResult;
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo,
-};
 use serde_json::Value;
 
 /// What `__schema { description }` says (async-graphql's own is a
 /// sentence about GraphQL schemas in general).
 pub const SCHEMA_DESCRIPTION: &str = "printgate: a fleet of 3D printers (their status, prints, failure alerts and commands), live over subscriptions. Ids are the numeric ids the REST paths use; every object a client caches has an `id` (the parts of a printer carry the printer's).";
 
-/// Answers `__schema { description }` with [`SCHEMA_DESCRIPTION`].
-pub struct SchemaDescription;
-
-impl ExtensionFactory for SchemaDescription {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(SchemaDescription)
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for SchemaDescription {
-    async fn resolve(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
-    ) -> ServerResult<Option<async_graphql::Value>> {
-        if info.parent_type == "__Schema" && info.name == "description" {
-            return Ok(Some(async_graphql::Value::String(
-                SCHEMA_DESCRIPTION.into(),
-            )));
-        }
-        next.run(ctx, info).await
+/// Puts [`SCHEMA_DESCRIPTION`] in an introspection answer's
+/// `__schema { description }` (async-graphql answers with a sentence about
+/// GraphQL schemas in general). Done on the finished response, once per
+/// operation: a resolve hook would cost every field of every request.
+pub fn describe_schema(response: &mut async_graphql::Response) {
+    use async_graphql::Value as V;
+    let V::Object(data) = &mut response.data else {
+        return;
+    };
+    if let Some(V::Object(schema)) = data.get_mut("__schema")
+        && let Some(description) = schema.get_mut("description")
+    {
+        *description = V::String(SCHEMA_DESCRIPTION.into());
     }
 }
 

@@ -78,9 +78,45 @@ impl Drop for Target {
     }
 }
 
+/// A printer waiting to be sent: for its newest event, or as read after a
+/// lag.
+enum Pending {
+    Event(Event),
+    Row(Box<entity::printer::Model>),
+}
+
+/// Takes every event the bus already holds (at most the bus's capacity),
+/// handing each to `hear`; `Err` when the bus closed, `Ok(true)` when events
+/// were missed (a lag).
+fn drain(
+    rx: &mut tokio::sync::broadcast::Receiver<Event>,
+    mut hear: impl FnMut(Event),
+) -> Result<bool, ()> {
+    use tokio::sync::broadcast::error::TryRecvError;
+    for _ in 0..crate::events::CAPACITY {
+        match rx.try_recv() {
+            Ok(e) => hear(e),
+            Err(TryRecvError::Empty) => return Ok(false),
+            Err(TryRecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "slow subscriber; sending current state instead");
+                return Ok(true);
+            }
+            Err(TryRecvError::Closed) => return Err(()),
+        }
+    }
+    Ok(false)
+}
+
+/// A `printerUpdated` subscriber. One that keeps up gets every change; one
+/// that falls behind gets each printer once, at its newest (the events
+/// waiting for it are coalesced per printer, so its work is bounded by the
+/// printers, not by the events), and never a printer's changes out of
+/// order. Bound: one waiting entry per printer.
 struct Watch {
     t: Target,
-    pending: VecDeque<Printer>,
+    /// Printers to send, in the order they first changed.
+    order: VecDeque<i32>,
+    waiting: HashMap<i32, Pending>,
 }
 
 impl Watch {
@@ -90,31 +126,68 @@ impl Watch {
         !matches!(e.kind, EventKind::Logged { .. } | EventKind::Integration) && self.t.covers(e)
     }
 
+    fn queue(&mut self, id: i32, p: Pending) {
+        if self.waiting.insert(id, p).is_none() {
+            self.order.push_back(id);
+        }
+    }
+
+    fn hear(&mut self, e: Event) {
+        if self.concerns(&e) {
+            self.queue(e.printer_id, Pending::Event(e));
+        }
+    }
+
+    /// After a lag: every watched printer as it is now.
+    async fn catch_up(&mut self) {
+        match self.t.service.printers(&self.t.viewer, true).await {
+            Ok(ps) => {
+                for p in ps {
+                    if self.t.only.is_none_or(|id| id == p.id) {
+                        self.queue(p.id, Pending::Row(Box::new(p)));
+                    }
+                }
+            }
+            Err(e) => e.log(),
+        }
+    }
+
     /// The next printer to send, waiting for events as needed.
     async fn next(&mut self) -> Option<Printer> {
         loop {
-            if let Some(p) = self.pending.pop_front() {
-                return Some(p);
+            let mut heard = Vec::new();
+            let lagged = drain(&mut self.t.rx, |e| heard.push(e)).ok()?;
+            for e in heard {
+                self.hear(e);
+            }
+            if lagged {
+                self.catch_up().await;
+            }
+            if let Some(id) = self.order.pop_front() {
+                let row = match self.waiting.remove(&id) {
+                    Some(Pending::Row(p)) => Some(*p),
+                    Some(Pending::Event(e)) => {
+                        match self.t.service.printer_after(&self.t.viewer, &e).await {
+                            Ok(p) => p,
+                            Err(e) => {
+                                e.log();
+                                None
+                            }
+                        }
+                    }
+                    None => None,
+                };
+                match row {
+                    Some(p) => return Some(Printer(p)),
+                    // Deleted meanwhile (or not the viewer's).
+                    None => continue,
+                }
             }
             match self.t.rx.recv().await {
-                Ok(e) if self.concerns(&e) => {
-                    match self.t.service.printer_after(&self.t.viewer, &e).await {
-                        Ok(Some(p)) => return Some(Printer(p)),
-                        Ok(None) => {}
-                        Err(e) => e.log(),
-                    }
-                }
-                Ok(_) => {}
+                Ok(e) => self.hear(e),
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "slow subscriber; sending current state instead");
-                    match self.t.service.printers(&self.t.viewer, true).await {
-                        Ok(ps) => self.pending.extend(
-                            ps.into_iter()
-                                .filter(|p| self.t.only.is_none_or(|id| id == p.id))
-                                .map(Printer),
-                        ),
-                        Err(e) => e.log(),
-                    }
+                    self.catch_up().await;
                 }
                 Err(RecvError::Closed) => return None,
             }
@@ -199,12 +272,17 @@ const MAX_INTERVAL_MS: i32 = 60_000;
 enum Ready {
     /// Read the printer for this event, then send it as `kind`.
     Event(PrinterChangeKind, Event),
+    /// Read the printer for its newest waiting update (in `updates`).
+    Updated(i32),
     /// Already read (after a lag).
     Row(PrinterChangeKind, Box<entity::printer::Model>),
     Deleted(i32),
 }
 
-/// A `printerChanged` subscriber. Bounds: one waiting update and one send time per printer of the viewer's.
+/// A `printerChanged` subscriber. Like `printerUpdated`'s, one that falls
+/// behind gets each printer's newest update once, never its updates out of
+/// order. Bounds: one waiting update and one send time per printer of the
+/// viewer's.
 struct ChangeWatch {
     t: Target,
     interval: Option<Duration>,
@@ -214,28 +292,38 @@ struct ChangeWatch {
     /// The printers this subscriber was told of (to tell deletions missed in a lag).
     known: HashSet<i32>,
     ready: VecDeque<Ready>,
+    /// The newest event of each printer whose update is in `ready`.
+    updates: HashMap<i32, Event>,
 }
 
 impl ChangeWatch {
+    /// An update of printer `id` to send next (once, with its newest event).
+    fn ready_update(&mut self, id: i32, e: Event) {
+        if self.updates.insert(id, e).is_none() {
+            self.ready.push_back(Ready::Updated(id));
+        }
+    }
+
     /// An update of printer `id`: now, or when its interval ends.
-    fn update(&mut self, id: i32, ready: Ready, event: Option<Event>) {
+    fn update(&mut self, id: i32, e: Event) {
         let Some(interval) = self.interval else {
-            self.ready.push_back(ready);
-            return;
+            return self.ready_update(id, e);
         };
-        let now = Instant::now();
         if let Some((_, waiting)) = self.due.get_mut(&id) {
             // Already waiting: the newest event is the one read at the end.
-            if let Some(e) = event {
-                *waiting = e;
-            }
+            *waiting = e;
             return;
         }
-        match (self.last_sent.get(&id), event) {
-            (Some(last), Some(e)) if now < *last + interval => {
+        if let Some(waiting) = self.updates.get_mut(&id) {
+            // Already about to go: with the newest event.
+            *waiting = e;
+            return;
+        }
+        match self.last_sent.get(&id) {
+            Some(last) if Instant::now() < *last + interval => {
                 self.due.insert(id, (*last + interval, e));
             }
-            _ => self.ready.push_back(ready),
+            _ => self.ready_update(id, e),
         }
     }
 
@@ -247,6 +335,7 @@ impl ChangeWatch {
         match e.kind {
             EventKind::Deleted => {
                 self.due.remove(&e.printer_id);
+                self.updates.remove(&e.printer_id);
                 self.last_sent.remove(&e.printer_id);
                 self.known.remove(&e.printer_id);
                 self.ready.push_back(Ready::Deleted(e.printer_id));
@@ -258,14 +347,11 @@ impl ChangeWatch {
             }
             EventKind::Archived => {
                 self.due.remove(&e.printer_id);
+                self.updates.remove(&e.printer_id);
                 self.ready
                     .push_back(Ready::Event(PrinterChangeKind::Archived, e));
             }
-            _ => self.update(
-                e.printer_id,
-                Ready::Event(PrinterChangeKind::Updated, e),
-                Some(e),
-            ),
+            _ => self.update(e.printer_id, e),
         }
     }
 
@@ -287,6 +373,7 @@ impl ChangeWatch {
         self.known = now;
         for p in rows {
             self.due.remove(&p.id);
+            self.updates.remove(&p.id);
             self.ready
                 .push_back(Ready::Row(PrinterChangeKind::Updated, Box::new(p)));
         }
@@ -294,7 +381,15 @@ impl ChangeWatch {
 
     async fn next(&mut self) -> Option<PrinterChange> {
         loop {
-            while let Some(r) = self.ready.pop_front() {
+            let mut heard = Vec::new();
+            let lagged = drain(&mut self.t.rx, |e| heard.push(e)).ok()?;
+            for e in heard {
+                self.hear(e);
+            }
+            if lagged {
+                self.catch_up().await;
+            }
+            if let Some(r) = self.ready.pop_front() {
                 let (kind, row) = match r {
                     Ready::Deleted(id) => {
                         return Some(PrinterChange {
@@ -304,6 +399,19 @@ impl ChangeWatch {
                         });
                     }
                     Ready::Row(kind, row) => (kind, *row),
+                    Ready::Updated(id) => {
+                        let Some(e) = self.updates.remove(&id) else {
+                            continue;
+                        };
+                        match self.t.service.printer_after(&self.t.viewer, &e).await {
+                            Ok(Some(row)) => (PrinterChangeKind::Updated, row),
+                            Ok(None) => continue,
+                            Err(err) => {
+                                err.log();
+                                continue;
+                            }
+                        }
+                    }
                     Ready::Event(kind, e) => {
                         match self.t.service.printer_after(&self.t.viewer, &e).await {
                             Ok(Some(row)) => (kind, row),
@@ -346,7 +454,7 @@ impl ChangeWatch {
                     went.sort_unstable_by_key(|(_, e)| e.seq);
                     for (id, e) in went {
                         self.due.remove(&id);
-                        self.ready.push_back(Ready::Event(PrinterChangeKind::Updated, e));
+                        self.ready_update(id, e);
                     }
                 }
             }
@@ -384,7 +492,8 @@ impl Subscription {
     ) -> Result<impl Stream<Item = Printer> + use<>> {
         let watch = Watch {
             t: Target::of(ctx, id).await?,
-            pending: VecDeque::new(),
+            order: VecDeque::new(),
+            waiting: HashMap::new(),
         };
         Ok(futures_util::stream::unfold(watch, |mut w| async move {
             w.next().await.map(|p| (p, w))
@@ -430,6 +539,7 @@ impl Subscription {
             last_sent: HashMap::new(),
             known,
             ready: VecDeque::new(),
+            updates: HashMap::new(),
         };
         Ok(futures_util::stream::unfold(watch, |mut w| async move {
             w.next().await.map(|c| (c, w))

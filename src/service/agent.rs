@@ -71,14 +71,18 @@ impl AgentSession {
         self.printer_id
     }
 
-    /// Whether `report` changes nothing but the status: no settings, no
-    /// event, a status, and the print the session knows (or none).
+    /// Whether a report is a plain status: no settings, no event the
+    /// print lifecycle acts on (an agent's `PrinterStateChanged` and the
+    /// like change nothing but the status), the print the session knows (or none).
     fn plain(&self, report: &StatusReport) -> bool {
         let Some(current) = self.known else {
             return false;
         };
         report.settings.is_none()
-            && report.event_type.is_none()
+            && report
+                .event_type
+                .as_deref()
+                .is_none_or(|e| !LIFECYCLE_EVENTS.contains(&e))
             && report.status.is_some()
             && match (report.current_print_ts, current) {
                 (None, _) | (Some(-1), None) => true,
@@ -87,6 +91,17 @@ impl AgentSession {
             }
     }
 }
+
+/// The agent events the print lifecycle acts on (`agent_report`'s match);
+/// a report with any other event is a plain status.
+const LIFECYCLE_EVENTS: [&str; 6] = [
+    "PrintCancelled",
+    "PrintPaused",
+    "PrintResumed",
+    "FilamentChange",
+    "PrintFailed",
+    "PrintDone",
+];
 
 /// A G-code file as the agent describes it.
 #[derive(Debug, Clone, Default)]
@@ -314,6 +329,7 @@ impl Service {
             }
         }
         if let (Some(event), Some(id)) = (report.event_type.as_deref(), current_id) {
+            // Every type acted on here is in LIFECYCLE_EVENTS.
             match event {
                 "PrintCancelled" => {
                     self.mark_cancelled(id).await?;

@@ -166,9 +166,11 @@ impl Service {
         }
     }
 
-    /// The viewer's printer as it is after `event`: one read serves every
-    /// subscriber hearing the same event (the read starts after the event
-    /// was published, so it shows the change).
+    /// The viewer's printer as it is after `event` (or after a later
+    /// change): one read serves every subscriber hearing the same event
+    /// (the read starts after the event was published, so it shows the
+    /// change), and none is made when the row a later change wrote is
+    /// kept.
     pub async fn printer_after(
         &self,
         viewer: &Viewer,
@@ -179,7 +181,10 @@ impl Service {
                 return self.printer(viewer, event.printer_id).await;
             };
             match reads.get(&event.printer_id) {
-                Some((seq, cell)) if *seq == event.seq => cell.clone(),
+                // The row of this event, or of a later one: a subscriber
+                // behind the bus is handed the newer state (never an older
+                // one) instead of reading the database for its old event.
+                Some((seq, cell)) if *seq >= event.seq => cell.clone(),
                 _ => {
                     if reads.len() >= SHARED_READS {
                         reads.clear();

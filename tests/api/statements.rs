@@ -289,3 +289,110 @@ async fn plain_statuses_are_written_together_and_heard_with_no_read() {
         "the newest status is stored"
     );
 }
+
+#[tokio::test]
+async fn a_subscriber_behind_the_bus_gets_each_printer_once_at_its_newest_without_reading() {
+    use futures_util::StreamExt;
+    use printgate::service::{AgentSession, StatusReport};
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let statements = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (url, _pg) = crate::helpers::fresh_database(dir.path()).await;
+    let mut db = printgate::database::connect(&DatabaseConfig::new(url, 2))
+        .await
+        .unwrap();
+    printgate::database::migrate(&db).await.unwrap();
+    let seen = statements.clone();
+    db.set_metric_callback(move |m| {
+        seen.lock().unwrap().push(m.statement.sql.clone());
+    });
+    let service = Service::new(
+        db.clone(),
+        Arc::new(NoAgents),
+        Arc::new(LocalBus::default()),
+    );
+    let viewer = service.viewer("alice", None).await.unwrap();
+    let mut sessions = Vec::new();
+    for name in ["A", "B"] {
+        let p = service
+            .create_printer(
+                &viewer,
+                printgate::service::NewPrinter {
+                    name: name.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        service.agent_connected(&p).await.unwrap();
+        sessions.push((p.id, AgentSession::new(p.id)));
+    }
+    let status = |ts: f64| StatusReport {
+        status: Some(json!({"_ts": ts, "state": {"text": "Printing"}})),
+        ..Default::default()
+    };
+    for (_, session) in &mut sessions {
+        service.agent_report(session, status(1.0)).await.unwrap();
+    }
+    let mut streams = alice_subscribers(
+        &service,
+        "subscription { printerUpdated { id status { raw } } }",
+        5,
+    );
+    // The subscribers do not read while 50 statuses per printer land.
+    for ts in 2..=51 {
+        for (_, session) in &mut sessions {
+            service
+                .agent_report(session, status(f64::from(ts)))
+                .await
+                .unwrap();
+        }
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let stored = entity::printer::Entity::find()
+            .all(&db)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s["_ts"].as_f64()) == Some(51.0))
+            .count();
+        if stored == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "the statuses were not written"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    statements.lock().unwrap().clear();
+    for s in &mut streams {
+        let mut got = Vec::new();
+        while let Ok(Some(r)) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), s.next()).await
+        {
+            let data = r.data.into_json().unwrap();
+            got.push((
+                data["printerUpdated"]["id"].as_str().unwrap().to_owned(),
+                data["printerUpdated"]["status"]["raw"]["_ts"]
+                    .as_f64()
+                    .unwrap(),
+            ));
+        }
+        // Each printer once, at its newest, not 50 steps each.
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got.iter().all(|(_, ts)| *ts == 51.0), "{got:?}");
+    }
+    let selects: Vec<String> = statements
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.trim_start().starts_with("SELECT"))
+        .cloned()
+        .collect();
+    assert!(
+        selects.is_empty(),
+        "a subscriber catching up reads nothing: {selects:?}"
+    );
+}
