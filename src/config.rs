@@ -71,7 +71,7 @@ pub struct JwtSecretArg {
 }
 
 /// How bearer tokens are verified (`serve`).
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct JwtArgs {
     #[command(flatten)]
     pub secret: JwtSecretArg,
@@ -97,6 +97,23 @@ pub struct JwtArgs {
     /// Required `aud` claim, if set.
     #[arg(long, env = "PRINTGATE_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+}
+
+impl Default for JwtArgs {
+    /// The flags' defaults (what `token` and `demo`, which take only the
+    /// secret, verify with).
+    fn default() -> Self {
+        let claims = ClaimNames::default();
+        Self {
+            secret: JwtSecretArg::default(),
+            jwt_public_key: None,
+            jwt_jwks_url: None,
+            jwt_user_claim: claims.user,
+            jwt_email_claim: claims.email,
+            jwt_issuer: None,
+            jwt_audience: None,
+        }
+    }
 }
 
 /// Which defaults apply (`serve`, and `token`: production never generates
@@ -693,6 +710,16 @@ mod tests {
             dev_secret_path("postgres://localhost/x"),
             PathBuf::from("printgate.jwt-secret")
         );
+    }
+
+    #[test]
+    fn the_jwt_flags_default_as_parsed() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["printgate"]);
+        let parsed = &cli.settings.jwt;
+        let default = JwtArgs::default();
+        assert_eq!(parsed.jwt_user_claim, default.jwt_user_claim);
+        assert_eq!(parsed.jwt_email_claim, default.jwt_email_claim);
     }
 
     #[test]
