@@ -16,35 +16,28 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if !manager.has_column("printers", "state").await? {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Printers::Table)
-                        .add_column(string_null(Printers::State))
-                        .to_owned(),
-                )
-                .await?;
-        }
-        if !manager.has_column("printers", "finishes_at").await? {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Printers::Table)
-                        .add_column(timestamp_with_time_zone_null(Printers::FinishesAt))
-                        .to_owned(),
-                )
-                .await?;
-        }
-        if !manager.has_column("printers", "last_seen_at").await? {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Printers::Table)
-                        .add_column(timestamp_with_time_zone_null(Printers::LastSeenAt))
-                        .to_owned(),
-                )
-                .await?;
+        let columns = [
+            ("state", string_null(Printers::State)),
+            (
+                "finishes_at",
+                timestamp_with_time_zone_null(Printers::FinishesAt),
+            ),
+            (
+                "last_seen_at",
+                timestamp_with_time_zone_null(Printers::LastSeenAt),
+            ),
+        ];
+        for (name, column) in columns {
+            if !manager.has_column("printers", name).await? {
+                manager
+                    .alter_table(
+                        Table::alter()
+                            .table(Printers::Table)
+                            .add_column(column)
+                            .to_owned(),
+                    )
+                    .await?;
+            }
         }
         Ok(())
     }

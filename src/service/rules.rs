@@ -274,19 +274,28 @@ pub fn reported_state(status: &Value) -> PrinterState {
             .and_then(|s| s.pointer(&format!("/flags/{k}")))
             .and_then(Value::as_bool)
     };
-    let order = [
-        ("error", PrinterState::Error),
-        ("cancelling", PrinterState::Cancelling),
-        ("pausing", PrinterState::Pausing),
-        ("resuming", PrinterState::Resuming),
-        ("paused", PrinterState::Paused),
-        ("finishing", PrinterState::Finishing),
-        ("printing", PrinterState::Printing),
-        ("closedOrError", PrinterState::Disconnected),
-        ("operational", PrinterState::Operational),
-        ("ready", PrinterState::Operational),
+    // Most specific first: each state's flag, and the texts that say it.
+    let order: [(&str, &[&str], PrinterState); 10] = [
+        ("error", &["error"], PrinterState::Error),
+        ("cancelling", &["cancelling"], PrinterState::Cancelling),
+        ("pausing", &["pausing"], PrinterState::Pausing),
+        ("resuming", &["resuming"], PrinterState::Resuming),
+        ("paused", &["paused"], PrinterState::Paused),
+        ("finishing", &["finishing"], PrinterState::Finishing),
+        ("printing", &["printing"], PrinterState::Printing),
+        (
+            "closedOrError",
+            &["offline", "closed"],
+            PrinterState::Disconnected,
+        ),
+        (
+            "operational",
+            &["operational", "ready"],
+            PrinterState::Operational,
+        ),
+        ("ready", &[], PrinterState::Operational),
     ];
-    if let Some((_, s)) = order.iter().find(|(k, _)| flag(k) == Some(true)) {
+    if let Some((_, _, s)) = order.iter().find(|(k, _, _)| flag(k) == Some(true)) {
         return *s;
     }
     let text = state
@@ -294,23 +303,10 @@ pub fn reported_state(status: &Value) -> PrinterState {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_ascii_lowercase();
-    let by_text = [
-        ("error", PrinterState::Error),
-        ("cancelling", PrinterState::Cancelling),
-        ("pausing", PrinterState::Pausing),
-        ("resuming", PrinterState::Resuming),
-        ("paused", PrinterState::Paused),
-        ("finishing", PrinterState::Finishing),
-        ("printing", PrinterState::Printing),
-        ("offline", PrinterState::Disconnected),
-        ("closed", PrinterState::Disconnected),
-        ("operational", PrinterState::Operational),
-        ("ready", PrinterState::Operational),
-    ];
-    by_text
+    order
         .iter()
-        .find(|(k, _)| text.starts_with(k))
-        .map_or(PrinterState::Unknown, |(_, s)| *s)
+        .find(|(_, texts, _)| texts.iter().any(|t| text.starts_with(t)))
+        .map_or(PrinterState::Unknown, |(_, _, s)| *s)
 }
 
 /// When the print a status describes should end: `at` (when it arrived)
