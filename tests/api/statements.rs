@@ -192,14 +192,21 @@ async fn one_event_costs_one_read_however_many_subscribe_to_it() {
     assert_eq!(reads, 1, "20 subscribers, one event: {reads} reads");
 }
 
-#[tokio::test]
-async fn plain_statuses_are_written_together_and_heard_with_no_read() {
-    use futures_util::StreamExt;
-    use printgate::service::{AgentSession, StatusReport};
-    use serde_json::json;
+/// A service on a fresh database whose every statement is recorded.
+struct Recorded {
+    service: Service,
+    db: sea_orm::DatabaseConnection,
+    statements: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// [`Recorded`], and what must live as long as it (the database's files).
+async fn recorded() -> (
+    Recorded,
+    (tempfile::TempDir, Option<crate::helpers::FreshPostgres>),
+) {
     let dir = tempfile::tempdir().unwrap();
     let statements = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let (url, _pg) = crate::helpers::fresh_database(dir.path()).await;
+    let (url, pg) = crate::helpers::fresh_database(dir.path()).await;
     let mut db = printgate::database::connect(&DatabaseConfig::new(url, 2))
         .await
         .unwrap();
@@ -213,6 +220,27 @@ async fn plain_statuses_are_written_together_and_heard_with_no_read() {
         Arc::new(NoAgents),
         Arc::new(LocalBus::default()),
     );
+    (
+        Recorded {
+            service,
+            db,
+            statements,
+        },
+        (dir, pg),
+    )
+}
+
+#[tokio::test]
+async fn plain_statuses_are_written_together_and_heard_with_no_read() {
+    use futures_util::StreamExt;
+    use printgate::service::{AgentSession, StatusReport};
+    use serde_json::json;
+    let (recorded, _keep) = recorded().await;
+    let Recorded {
+        service,
+        db,
+        statements,
+    } = recorded;
     let viewer = service.viewer("alice", None).await.unwrap();
     let p = service
         .create_printer(
@@ -298,22 +326,12 @@ async fn a_subscriber_behind_the_bus_gets_each_printer_once_at_its_newest_withou
     use futures_util::StreamExt;
     use printgate::service::{AgentSession, StatusReport};
     use serde_json::json;
-    let dir = tempfile::tempdir().unwrap();
-    let statements = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let (url, _pg) = crate::helpers::fresh_database(dir.path()).await;
-    let mut db = printgate::database::connect(&DatabaseConfig::new(url, 2))
-        .await
-        .unwrap();
-    printgate::database::migrate(&db).await.unwrap();
-    let seen = statements.clone();
-    db.set_metric_callback(move |m| {
-        seen.lock().unwrap().push(m.statement.sql.clone());
-    });
-    let service = Service::new(
-        db.clone(),
-        Arc::new(NoAgents),
-        Arc::new(LocalBus::default()),
-    );
+    let (recorded, _keep) = recorded().await;
+    let Recorded {
+        service,
+        db,
+        statements,
+    } = recorded;
     let viewer = service.viewer("alice", None).await.unwrap();
     let mut sessions = Vec::new();
     for name in ["A", "B"] {
