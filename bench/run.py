@@ -127,7 +127,10 @@ def main():
     results = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "wrk": f"-t{THREADS} -c{CONNS} -d{DUR}"}, "scenarios": {}}
     port, floor_port = 18181, 18182
     base = f"http://127.0.0.1:{port}"
-    server = start([BIN, "serve"], {"PRINTGATE_BIND": f"127.0.0.1:{port}", "PRINTGATE_DATABASE_URL": f"sqlite://{work}/bench.db?mode=rwc"})
+    # One user holds the 3,000 agents of the largest ingest run: the
+    # per-user printer cap (1,000 by default) is raised for this server.
+    server = start([BIN, "serve"], {"PRINTGATE_BIND": f"127.0.0.1:{port}", "PRINTGATE_DATABASE_URL": f"sqlite://{work}/bench.db?mode=rwc",
+                                    "PRINTGATE_MAX_PRINTERS_PER_USER": "3000"})
     wait_ready(base)
 
     # The dataset: a user with 3 printers (one printing, with a live agent)
@@ -208,6 +211,11 @@ def main():
     # Agent status ingest: 1,000 agents, a status a second each, prints
     # that run for hours (--speed 0.05), 10 subscribers.
     results["scenarios"]["agent_ingest_1000"] = ingest(base, server, "bench-agents", 1000, 10)
+    # How ingest grows with the number of agents (same subscribers).
+    results["scenarios"]["agent_ingest_growth"] = {
+        n: ingest(base, server, f"bench-agents-{n}", n, 10) for n in (100, 3000)
+    }
+    results["scenarios"]["agent_ingest_growth"][1000] = results["scenarios"]["agent_ingest_1000"]
 
     # Memory: 10,000 printers in the database and 1,000 connected agents.
     # A user may have 1,000 printers: nine users hold the other 9,000.
@@ -297,6 +305,10 @@ DASHBOARD_Q = ("{ printers { id name status { state { text flags { operational p
                "currentPrint { id filename startedAt } notWatchingReason normalizedP pic { imgUrl } } }")
 
 
+RENDER_HIT = 'printgate_printer_render_requests_total{outcome="hit"}'
+RENDER_MISS = 'printgate_printer_render_requests_total{outcome="miss"}'
+
+
 def metric(base, series):
     """One sample of /metrics (the bench server's token is `m`)."""
     _, b = http("GET", base + "/metrics", "m")
@@ -304,7 +316,7 @@ def metric(base, series):
     return float(m[1]) if m else 0.0
 
 
-def live_farm(work, sizes=(50, 200)):
+def live_farm(work, sizes=(3, 50, 200, 1000)):
     """A live farm: one user whose N printers each have a simulated agent
     sending a status every 2 s (N/2 changes a second), a quiet user with 3
     printers; wrk on what the farm's dashboard and legacy clients read.
@@ -326,7 +338,7 @@ def live_farm(work, sizes=(50, 200)):
             farm += [r["data"]["createPrinter"] for r in json.loads(http("POST", base + "/graphql", tf, batch)[1])]
         sim = start([BIN, "simulate", "--url", base, "--interval", "2s", "--speed", "0.05", "--no-snapshots"]
                     + sum([["--token", p["authToken"]] for p in farm], []))
-        for _ in range(150):
+        for _ in range(300):
             ps = gql(base, tf, "{ printers { status { state { flags { printing } } } } }")["printers"]
             if all(p["status"] and p["status"]["state"]["flags"]["printing"] for p in ps):
                 break
@@ -368,6 +380,7 @@ def live_farm(work, sizes=(50, 200)):
             hit_s = f'printgate_{cache}_cache_requests_total{{outcome="hit"}}'
             miss_s = f'printgate_{cache}_cache_requests_total{{outcome="miss"}}'
             hits0, miss0 = metric(base, hit_s), metric(base, miss_s)
+            rh0, rm0 = metric(base, RENDER_HIT), metric(base, RENDER_MISS)
             r = wrk(url, tok, method, body)
             hits, miss = metric(base, hit_s) - hits0, metric(base, miss_s) - miss0
             f = wrk(f"http://127.0.0.1:{floor_port}/{name}")
@@ -378,6 +391,10 @@ def live_farm(work, sizes=(50, 200)):
             r["body_bytes"] = os.path.getsize(os.path.join(work, name + ".json"))
             if hits + miss:
                 r["cache_hit_rate"] = round(hits / (hits + miss), 3)
+            rh, rm = metric(base, RENDER_HIT) - rh0, metric(base, RENDER_MISS) - rm0
+            if rh + rm:
+                r["printer_reuse_rate"] = round(rh / (rh + rm), 3)
+            r["printers_per_s"] = r["rps"] * r["printers_in_answer"]
             out[name] = r
             print(name, r, flush=True)
         for p in (floor, sim, server):
@@ -422,10 +439,30 @@ def write_markdown(r):
                   "One user whose N printers each have a simulated agent sending a status every 2 s (N/2 changes a second), "
                   "and a quiet user with 3 printers, on the same server. The floor serves the same bytes in the same run; "
                   "the hit rate is the read cache's (REST or GraphQL) as the server counted it during the run:", "",
-                  "| scenario | printers in answer | body bytes | req/s | p50 ms | p99 ms | floor req/s | ratio to floor | cache hit rate |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| scenario | printers in answer | body bytes | req/s | p50 ms | p99 ms | floor req/s | ratio to floor | cache hit rate | printers reused |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for k, v in lf.items():
-            lines.append(f"| {k} | {v['printers_in_answer']} | {v['body_bytes']} | {v['rps']} | {v['p50_ms']} | {v['p99_ms']} | {v['floor_rps']} | {v['ratio_to_floor']} | {v.get('cache_hit_rate', '')} |")
+            lines.append(f"| {k} | {v['printers_in_answer']} | {v['body_bytes']} | {v['rps']} | {v['p50_ms']} | {v['p99_ms']} | {v['floor_rps']} | {v['ratio_to_floor']} | {v.get('cache_hit_rate', '')} | {v.get('printer_reuse_rate', '')} |")
+        lines += ["", "### How cost grows with the printers in the answer", "",
+                  "The same live farms (every printer's agent sending a status every 2 s), the list read by the farm's user; "
+                  "printers/s is req/s times the printers in each answer (constant cost per printer keeps it flat):", "",
+                  "| printers | REST list req/s | p99 ms | printers/s | floor printers/s | GraphQL dashboard req/s | p99 ms | printers/s | floor printers/s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for n in sorted({v["printers_in_answer"] for k, v in lf.items() if k.endswith("_rest_list") and "quiet" not in k}):
+            rl, gd = lf.get(f"farm{n}_rest_list"), lf.get(f"farm{n}_graphql_dashboard_list")
+            if rl and gd:
+                lines.append(f"| {n} | {rl['rps']} | {rl['p99_ms']} | {rl['printers_per_s']} | {rl['floor_rps'] * n} | {gd['rps']} | {gd['p99_ms']} | {gd['printers_per_s']} | {gd['floor_rps'] * n} |")
+        lines.append("")
+    g = s.get("agent_ingest_growth")
+    if g:
+        lines += ["### How ingest grows with the number of agents", "",
+                  "Each agent a status a second (`--speed 0.05`), 10 subscribers on all of them, one user's printers; steady figures after the warm-up:", "",
+                  "| agents | statuses/s | p50 ms | p99 ms | max ms | stored status not the last sent | reordered | never delivered after warm-up |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for n in sorted(g, key=int):
+            i = g[n]
+            lines.append(f"| {n} | {round(i.get('statuses_per_sec', 0))} | {i.get('latency_ms_p50')} | {i.get('latency_ms_p99')} | {i.get('latency_ms_max')} | "
+                         f"{i.get('printers_whose_stored_status_is_not_the_last_sent')} | {i.get('subscription_reordered')} | {i.get('statuses_never_delivered_after_warm_up')} |")
         lines.append("")
     m = s.get("memory_10k_printers_1k_agents", {})
     lines += ["## Memory", "", f"About {m.get('printers_in_database')} printers in the database and 1,000 connected agents: server RSS {m.get('server_rss_mb')} MB.", ""]

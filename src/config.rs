@@ -206,6 +206,11 @@ pub struct ServerArgs {
     /// Memory budget of the parsed-document cache, in bytes.
     #[arg(long, env = "PRINTGATE_DOCUMENT_CACHE_BYTES", default_value_t = crate::graphql::documents::DEFAULT_CACHE_BYTES)]
     pub document_cache_bytes: usize,
+    /// Memory budget of the resolved printers kept for list answers (each
+    /// reused while its rows are unchanged, at most 1 s), in bytes; 0 turns
+    /// it off.
+    #[arg(long, env = "PRINTGATE_PRINTER_CACHE_BYTES", default_value_t = crate::graphql::rendered::DEFAULT_CACHE_BYTES)]
+    pub printer_cache_bytes: usize,
     /// Memory budget of the automatic persisted queries, in bytes.
     #[arg(long, env = "PRINTGATE_APQ_CACHE_BYTES", default_value_t = crate::graphql::apq::DEFAULT_CACHE_BYTES)]
     pub apq_cache_bytes: usize,
@@ -568,6 +573,7 @@ impl Settings {
                     document_bytes: self.server.max_document_bytes.max(64),
                 },
                 document_cache_bytes: self.server.document_cache_bytes,
+                printer_cache_bytes: self.server.printer_cache_bytes,
                 admission: Default::default(),
             },
             guards: Guards {

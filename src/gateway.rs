@@ -29,7 +29,7 @@ impl Gateway {
         caches: &CacheGauges,
     ) -> Self {
         Self {
-            schema: build_schema_with(urls, options, caches.documents.clone()),
+            schema: build_schema_with(urls, options, caches),
             service,
         }
     }

@@ -151,15 +151,17 @@ pub struct CacheGauges {
     pub documents: std::sync::Arc<CacheGauge>,
     pub rest: std::sync::Arc<CacheGauge>,
     pub graphql: std::sync::Arc<CacheGauge>,
+    pub printers: std::sync::Arc<CacheGauge>,
 }
 
 impl CacheGauges {
-    fn all(&self) -> [(&'static str, &CacheGauge); 4] {
+    fn all(&self) -> [(&'static str, &CacheGauge); 5] {
         [
             ("persisted_queries", &self.persisted_queries),
             ("documents", &self.documents),
             ("rest", &self.rest),
             ("graphql", &self.graphql),
+            ("printers", &self.printers),
         ]
     }
 }
@@ -205,6 +207,9 @@ pub struct Metrics {
     /// The same for queries over GraphQL HTTP.
     pub graphql_cache_hits: AtomicU64,
     pub graphql_cache_misses: AtomicU64,
+    /// Printers of a list reused as resolved, and resolved again.
+    pub printer_render_hits: AtomicU64,
+    pub printer_render_misses: AtomicU64,
     pub detection: DetectionMetrics,
     /// Webhook delivery attempts that got a 2xx, and the others.
     webhook_ok: AtomicU64,
@@ -417,6 +422,12 @@ impl Metrics {
             "# HELP printgate_graphql_cache_requests_total Queries over GraphQL HTTP of a verified user by whether the query cache answered.\n# TYPE printgate_graphql_cache_requests_total counter\nprintgate_graphql_cache_requests_total{{outcome=\"hit\"}} {}\nprintgate_graphql_cache_requests_total{{outcome=\"miss\"}} {}",
             self.graphql_cache_hits.load(Ordering::Relaxed),
             self.graphql_cache_misses.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP printgate_printer_render_requests_total Printers of a list answer (REST or GraphQL) by whether their resolved value was reused.\n# TYPE printgate_printer_render_requests_total counter\nprintgate_printer_render_requests_total{{outcome=\"hit\"}} {}\nprintgate_printer_render_requests_total{{outcome=\"miss\"}} {}",
+            self.printer_render_hits.load(Ordering::Relaxed),
+            self.printer_render_misses.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

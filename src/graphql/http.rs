@@ -524,14 +524,20 @@ fn render(resp: BatchResponse, headers: &HeaderMap) -> Response {
         StatusCode::OK
     };
     // A request that failed before executing has no `data` entry at all
-    // (GraphQL-over-HTTP), rather than `"data": null`.
-    let encoded = serde_json::to_value(&resp).map(|mut v| {
-        if failed_before_execution && let Some(o) = v.as_object_mut() {
-            o.remove("data");
-        }
-        v
-    });
-    let body = match encoded.and_then(|v| serde_json::to_vec(&v)) {
+    // (GraphQL-over-HTTP), rather than `"data": null`. Any other answer is
+    // written straight to bytes (through a `serde_json::Value` first, a
+    // 200-printer list cost a tenth of the request's CPU).
+    let encoded = if failed_before_execution {
+        serde_json::to_value(&resp).and_then(|mut v| {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("data");
+            }
+            serde_json::to_vec(&v)
+        })
+    } else {
+        serde_json::to_vec(&resp)
+    };
+    let body = match encoded {
         Ok(b) => b,
         Err(e) => {
             let id = crate::error::log_internal(&e.to_string());

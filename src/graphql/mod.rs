@@ -14,6 +14,7 @@ mod loaders;
 mod mutation;
 pub mod playground;
 mod query;
+pub mod rendered;
 pub mod scalars;
 pub mod sdl;
 mod subscription;
@@ -47,14 +48,14 @@ pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Builds the schema. Per-request data (identity, loaders) is attached to each request by [`with_request_data`]; the schema itself holds only the snapshot URL signer, so `printgate schema` can print it without a database.
 pub fn build_schema(urls: Arc<UrlSigner>, options: SchemaOptions) -> AppSchema {
-    build_schema_with(urls, options, Arc::default())
+    build_schema_with(urls, options, &crate::metrics::CacheGauges::default())
 }
 
-/// [`build_schema`], reporting the parsed-document cache's size to `gauge`.
+/// [`build_schema`], reporting its caches' sizes to `gauges`.
 pub fn build_schema_with(
     urls: Arc<UrlSigner>,
     options: SchemaOptions,
-    gauge: Arc<crate::metrics::CacheGauge>,
+    gauges: &crate::metrics::CacheGauges,
 ) -> AppSchema {
     let limits = options.limits;
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription)
@@ -76,8 +77,14 @@ pub fn build_schema_with(
         .extension(limits::QueryLimits(limits))
         .extension(documents::DocumentCache::new(
             options.document_cache_bytes,
-            gauge,
+            gauges.documents.clone(),
         ));
+    if options.printer_cache_bytes > 0 {
+        builder = builder.data(Arc::new(rendered::RenderCache::new(
+            options.printer_cache_bytes,
+            gauges.printers.clone(),
+        )));
+    }
     if !options.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
@@ -92,6 +99,9 @@ pub struct SchemaOptions {
     pub limits: limits::Limits,
     /// Budget of the parsed-document cache, in bytes.
     pub document_cache_bytes: usize,
+    /// Budget of the resolved printers kept for lists, in bytes; 0 turns
+    /// it off (see [`rendered`]).
+    pub printer_cache_bytes: usize,
     /// Which documents may run (trusted-documents mode).
     pub admission: admission::Admission,
 }
@@ -102,6 +112,7 @@ impl Default for SchemaOptions {
             introspection: true,
             limits: limits::Limits::default(),
             document_cache_bytes: documents::DEFAULT_CACHE_BYTES,
+            printer_cache_bytes: rendered::DEFAULT_CACHE_BYTES,
             admission: admission::Admission::default(),
         }
     }

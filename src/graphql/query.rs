@@ -5,6 +5,7 @@ use async_graphql::{Context, ID, Object, Result};
 use super::context::{request, viewer};
 use super::fleet::{PrinterFilter, PrinterOrder};
 use super::history::{PrintConnection, PrintFilter, PrintOrder, PrintsArgs};
+use super::rendered::{Listed, Scope};
 use super::types::{Printer, PrinterCredentials, User};
 
 /// Parses an `ID` into a row id; anything else names no row.
@@ -29,7 +30,7 @@ impl PrinterQuery {
         #[graphql(desc = "The order (by id, ascending, when omitted).")] order_by: Option<
             PrinterOrder,
         >,
-    ) -> Result<Vec<Printer>> {
+    ) -> Result<Vec<Listed>> {
         let viewer = viewer(ctx).await?;
         let service = request(ctx)?.service();
         let rows = match (filter, order_by) {
@@ -45,7 +46,11 @@ impl PrinterQuery {
                     .await?
             }
         };
-        Ok(rows.into_iter().map(Printer).collect())
+        let scope = Scope::of(ctx, &viewer.user);
+        Ok(rows
+            .into_iter()
+            .map(|row| Listed::new(Printer(row), scope.clone()))
+            .collect())
     }
 
     /// One of the viewer's printers (archived ones too); null when it does not exist, was deleted, or is not the viewer's.

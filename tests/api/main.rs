@@ -19,6 +19,7 @@ mod migrations;
 mod operations;
 mod printers;
 mod protocol;
+mod rendered;
 mod rest;
 mod schema_file;
 mod security;

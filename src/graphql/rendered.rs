@@ -1,0 +1,407 @@
+//! Each listed printer's resolved answer, kept per printer and selection,
+//! so a list resolves again only the printers that changed.
+//!
+//! On a live farm every agent's status invalidates its user's kept answers
+//! (`readcache`), so a dashboard's list is computed again after nearly
+//! every change although one printer changed. Resolving a printer is about
+//! 40 fields through async-graphql (each one through every extension's
+//! resolve hook). This keeps the resolved value of each printer of a
+//! `printers` list, keyed by the selection (the selection set under the
+//! list with its fragments, directives and arguments, and the request's
+//! variables) and the printer, and reuses it while everything it was
+//! resolved from is unchanged, compared whole:
+//! - the printer's row, as the list just read it (the list reads every
+//!   row every time, on every instance, so another instance's write is
+//!   seen as soon as it is committed);
+//! - its current print's row, when the selection shows the print
+//!   (`currentPrint`, `notWatchingReason`);
+//! - its owner's row but for its data version (`notWatchingReason` reads
+//!   the owner's balance; the version moves with every status);
+//!
+//! and for at most [`MAX_AGE`], because some of what a printer shows is
+//! derived from time (a status older than 120 s is offline, snapshot links
+//! expire), the same rule as the read caches.
+//!
+//! Whether the request shows the agent's credential (REST does; GraphQL
+//! only in `createPrinter`'s result) is part of the key, so a value showing
+//! it never answers a request that does not.
+//!
+//! Not kept: selections that read other tables under a printer (a
+//! printer's `prints` and `events`, a print's `predictions` and
+//! `printer`), and a value resolved with errors (the errors would be lost
+//! on reuse).
+//!
+//! Bounded by bytes, least recently used first (one user's selections can
+//! push out another's: that costs a render, never a wrong answer).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::parser::types::{FragmentDefinition, Selection, SelectionSet};
+use async_graphql::{
+    ContextSelectionSet, Name, OutputType, Positioned, ServerResult, Value, registry,
+};
+use entity::{print, printer, user};
+
+use super::loaders::PrintLoader;
+use super::types::Printer;
+use crate::bounded::ByteLru;
+use crate::metrics::{CacheGauge, metrics};
+
+/// Longest a resolved printer is reused, even when nothing it was resolved
+/// from changed.
+pub const MAX_AGE: Duration = Duration::from_secs(1);
+/// Default budget, in bytes.
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Fields under a printer that read rows the list does not: a selection
+/// with one of them is resolved every time.
+const READS_OTHER_ROWS: &[&str] = &["prints", "events", "predictions", "printer"];
+/// Fields whose value depends on the current print's row.
+const READS_PRINT: &[&str] = &["currentPrint", "notWatchingReason"];
+/// Deeper selections are not fingerprinted (validation bounds depth far
+/// below this; it only keeps the walk finite).
+const MAX_DEPTH: usize = 64;
+/// Bytes an entry costs besides its values (key, bookkeeping).
+const OVERHEAD: usize = 256;
+
+/// What identifies a resolved printer: the selection's fingerprint, the
+/// printer, and whether its credential is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    selection: (u64, u64),
+    printer: i32,
+    credential_shown: bool,
+}
+
+/// A resolved printer and what it was resolved from.
+struct Rendered {
+    row: printer::Model,
+    current: Option<print::Model>,
+    owner: user::Model,
+    at: Instant,
+    value: Value,
+}
+
+/// The kept printers.
+pub struct RenderCache {
+    entries: Mutex<ByteLru<Key, Rendered>>,
+    /// Two independently keyed hashers make the 128-bit fingerprint (keyed
+    /// per process, so a client cannot aim at a collision).
+    hashers: (RandomState, RandomState),
+}
+
+impl std::fmt::Debug for RenderCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderCache").finish_non_exhaustive()
+    }
+}
+
+impl RenderCache {
+    /// An empty cache of at most `max_bytes`, reporting its size to `gauge`.
+    pub fn new(max_bytes: usize, gauge: Arc<CacheGauge>) -> Self {
+        Self {
+            entries: Mutex::new(ByteLru::new(gauge, max_bytes)),
+            hashers: (RandomState::new(), RandomState::new()),
+        }
+    }
+
+    /// The kept value of `key`, when it was resolved from these rows less
+    /// than [`MAX_AGE`] ago.
+    fn get(
+        &self,
+        key: &Key,
+        row: &printer::Model,
+        current: Option<&print::Model>,
+        owner: &user::Model,
+    ) -> Option<Value> {
+        let mut entries = self.entries.lock().ok()?;
+        let kept = entries.get(key)?;
+        (kept.at.elapsed() < MAX_AGE
+            && kept.row == *row
+            && kept.current.as_ref() == current
+            && kept.owner == *owner)
+            .then(|| kept.value.clone())
+    }
+
+    fn put(&self, key: Key, rendered: Rendered) {
+        let size = OVERHEAD + weight(&rendered.value) + row_weight(&rendered.row);
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.put(key, rendered, size);
+        }
+    }
+}
+
+/// How one request's `printers` list uses the cache: its selection's
+/// fingerprint and the owner the printers were listed for.
+pub struct Scope {
+    cache: Arc<RenderCache>,
+    selection: (u64, u64),
+    reads_print: bool,
+    owner: user::Model,
+}
+
+impl Scope {
+    /// The scope of the list field `ctx` resolves; `None` when the cache
+    /// is off or the selection reads other rows under a printer.
+    pub fn of(ctx: &async_graphql::Context<'_>, owner: &user::Model) -> Option<Arc<Self>> {
+        let cache = ctx.data_opt::<Arc<RenderCache>>()?.clone();
+        let mut print = Fingerprint::new(&cache.hashers);
+        let mut walk = Walk {
+            fragments: &ctx.query_env.fragments,
+            out: &mut print,
+            reads_print: false,
+        };
+        walk.set(&ctx.item.node.selection_set.node, 0)?;
+        let reads_print = walk.reads_print;
+        // Variables decide arguments and @skip/@include anywhere below.
+        let _ = write!(print, "|{}", ctx.query_env.variables);
+        Some(Arc::new(Self {
+            selection: print.finish(),
+            cache,
+            reads_print,
+            // The data version moves with every change to any of the
+            // owner's printers; nothing a printer shows reads it.
+            owner: user::Model {
+                data_version: 0,
+                ..owner.clone()
+            },
+        }))
+    }
+}
+
+/// A printer in a `printers` list: resolved as [`Printer`] (the same
+/// GraphQL type), through the cache when its list has a [`Scope`].
+pub struct Listed {
+    printer: Printer,
+    scope: Option<Arc<Scope>>,
+}
+
+impl Listed {
+    pub fn new(printer: Printer, scope: Option<Arc<Scope>>) -> Self {
+        Self { printer, scope }
+    }
+}
+
+impl OutputType for Listed {
+    fn type_name() -> Cow<'static, str> {
+        <Printer as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut registry::Registry) -> String {
+        <Printer as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<async_graphql::parser::types::Field>,
+    ) -> ServerResult<Value> {
+        let row = &self.printer.0;
+        let Some(scope) = &self.scope else {
+            return OutputType::resolve(&self.printer, ctx, field).await;
+        };
+        let current = match (scope.reads_print, row.current_print_id) {
+            (true, Some(id)) => {
+                let loaded = match ctx.data::<DataLoader<PrintLoader>>() {
+                    Ok(loader) => loader.load_one(id).await.ok(),
+                    Err(_) => None,
+                };
+                // A failed load: resolve as usual (it reports the error).
+                let Some(current) = loaded else {
+                    return OutputType::resolve(&self.printer, ctx, field).await;
+                };
+                current
+            }
+            _ => None,
+        };
+        let key = Key {
+            selection: scope.selection,
+            printer: row.id,
+            credential_shown: reveals(ctx, row.id),
+        };
+        if let Some(value) = scope.cache.get(&key, row, current.as_ref(), &scope.owner) {
+            metrics()
+                .printer_render_hits
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(value);
+        }
+        metrics()
+            .printer_render_misses
+            .fetch_add(1, Ordering::Relaxed);
+        let errors_before = errors(ctx);
+        let value = OutputType::resolve(&self.printer, ctx, field).await?;
+        // Any error while resolving (this printer's or a sibling's: they
+        // share the list) leaves the value unkept.
+        if errors(ctx) == errors_before {
+            scope.cache.put(
+                key,
+                Rendered {
+                    row: row.clone(),
+                    current,
+                    owner: scope.owner.clone(),
+                    at: Instant::now(),
+                    value: value.clone(),
+                },
+            );
+        }
+        Ok(value)
+    }
+}
+
+/// Whether this request shows the printer's agent credential (REST's
+/// answers and `createPrinter`'s result do).
+fn reveals(ctx: &ContextSelectionSet<'_>, printer: i32) -> bool {
+    ctx.data_opt::<super::context::ShowCredentials>().is_some()
+        || ctx
+            .data_opt::<Arc<super::context::RequestContext>>()
+            .is_some_and(|r| r.revealed(printer))
+}
+
+/// The number of errors the request has collected so far.
+fn errors(ctx: &ContextSelectionSet<'_>) -> usize {
+    ctx.query_env
+        .errors
+        .lock()
+        .map_or(usize::MAX, |errors| errors.len())
+}
+
+/// Writes a selection set, fragments expanded, to a fingerprint, noting
+/// what it reads.
+struct Walk<'a> {
+    fragments: &'a HashMap<Name, Positioned<FragmentDefinition>>,
+    out: &'a mut Fingerprint,
+    reads_print: bool,
+}
+
+impl Walk<'_> {
+    /// `None`: the selection is not to be kept.
+    fn set(&mut self, set: &SelectionSet, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let _ = self.out.write_char('{');
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(f) => {
+                    let f = &f.node;
+                    let name = f.name.node.as_str();
+                    if READS_OTHER_ROWS.contains(&name) {
+                        return None;
+                    }
+                    self.reads_print |= READS_PRINT.contains(&name);
+                    let alias = f.alias.as_ref().map_or("", |a| a.node.as_str());
+                    let _ = write!(self.out, "{alias}:{name}(");
+                    for (n, v) in &f.arguments {
+                        let _ = write!(self.out, "{}={},", n.node, v.node);
+                    }
+                    self.directives(&f.directives);
+                    self.set(&f.selection_set.node, depth + 1)?;
+                }
+                Selection::FragmentSpread(s) => {
+                    let s = &s.node;
+                    let _ = write!(self.out, "...{}", s.fragment_name.node);
+                    self.directives(&s.directives);
+                    let fragment = self.fragments.get(&s.fragment_name.node)?;
+                    let _ = write!(self.out, "on {}", fragment.node.type_condition.node.on.node);
+                    self.directives(&fragment.node.directives);
+                    self.set(&fragment.node.selection_set.node, depth + 1)?;
+                }
+                Selection::InlineFragment(i) => {
+                    let i = &i.node;
+                    let on = i.type_condition.as_ref().map(|t| t.node.on.node.as_str());
+                    let _ = write!(self.out, "...on {}", on.unwrap_or(""));
+                    self.directives(&i.directives);
+                    self.set(&i.selection_set.node, depth + 1)?;
+                }
+            }
+            let _ = self.out.write_char(',');
+        }
+        let _ = self.out.write_char('}');
+        Some(())
+    }
+
+    fn directives(&mut self, directives: &[Positioned<async_graphql::parser::types::Directive>]) {
+        for d in directives {
+            let _ = write!(self.out, "@{}(", d.node.name.node);
+            for (n, v) in &d.node.arguments {
+                let _ = write!(self.out, "{}={},", n.node, v.node);
+            }
+            let _ = self.out.write_char(')');
+        }
+    }
+}
+
+/// A 128-bit keyed hash of what is written to it.
+struct Fingerprint {
+    a: std::hash::DefaultHasher,
+    b: std::hash::DefaultHasher,
+}
+
+impl Fingerprint {
+    fn new((a, b): &(RandomState, RandomState)) -> Self {
+        Self {
+            a: a.build_hasher(),
+            b: b.build_hasher(),
+        }
+    }
+
+    fn finish(&self) -> (u64, u64) {
+        (self.a.finish(), self.b.finish())
+    }
+}
+
+impl std::fmt::Write for Fingerprint {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.a.write(s.as_bytes());
+        self.b.write(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// About the bytes a resolved value holds.
+fn weight(value: &Value) -> usize {
+    32 + match value {
+        Value::String(s) => s.len(),
+        Value::Binary(b) => b.len(),
+        Value::Enum(e) => e.len(),
+        Value::List(items) => items.iter().map(weight).sum(),
+        Value::Object(map) => map.iter().map(|(k, v)| 32 + k.len() + weight(v)).sum(),
+        Value::Null | Value::Number(_) | Value::Boolean(_) => 0,
+    }
+}
+
+/// About the bytes a printer row holds with the print and owner rows kept
+/// beside it (the printer's JSON columns dominate).
+fn row_weight(row: &printer::Model) -> usize {
+    fn json(value: &serde_json::Value) -> usize {
+        32 + match value {
+            serde_json::Value::String(s) => s.len(),
+            serde_json::Value::Array(items) => items.iter().map(json).sum(),
+            serde_json::Value::Object(map) => map.iter().map(|(k, v)| 32 + k.len() + json(v)).sum(),
+            _ => 0,
+        }
+    }
+    2048 + row.name.len()
+        + row.auth_token.len()
+        + row.status.as_ref().map_or(0, json)
+        + row.agent_settings.as_ref().map_or(0, json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_counts_strings_and_nesting() {
+        let small = Value::from("a");
+        let big = Value::List(vec![Value::from("a".repeat(1000)); 10]);
+        assert!(weight(&big) > 10_000);
+        assert!(weight(&small) < 64);
+    }
+}
