@@ -297,6 +297,14 @@ impl TestApp {
     }
 }
 
+/// The value of one metric line (the sum when several lines match).
+pub fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The single error's code of a GraphQL response.
 pub fn error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"]

@@ -8,15 +8,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{Spawned, TestApp, Ws, free_port, graphql_ws, test_config};
-
-/// The value of one metric line (the sum when several lines match).
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use crate::helpers::{Spawned, TestApp, Ws, free_port, graphql_ws, metric, test_config};
 
 /// Whether the server ends the websocket session within 5 s.
 async fn ends(ws: &mut Ws) -> bool {

@@ -7,15 +7,7 @@
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
-
-/// The value of one metric line (the sum when several lines match).
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use crate::helpers::{TestApp, metric};
 
 const HITS: &str = "printgate_printer_render_requests_total{outcome=\"hit\"}";
 
