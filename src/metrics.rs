@@ -204,9 +204,13 @@ pub struct Metrics {
     /// Cacheable REST reads answered from the read cache, and not.
     pub rest_cache_hits: AtomicU64,
     pub rest_cache_misses: AtomicU64,
+    /// Cacheable REST reads that missed and were answered by the
+    /// computation that started next (for all that waited for it).
+    pub rest_cache_shared: AtomicU64,
     /// The same for queries over GraphQL HTTP.
     pub graphql_cache_hits: AtomicU64,
     pub graphql_cache_misses: AtomicU64,
+    pub graphql_cache_shared: AtomicU64,
     /// Printers of a list reused as resolved, and resolved again.
     pub printer_render_hits: AtomicU64,
     pub printer_render_misses: AtomicU64,
@@ -413,15 +417,17 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP printgate_rest_cache_requests_total Cacheable REST reads by whether the read cache answered.\n# TYPE printgate_rest_cache_requests_total counter\nprintgate_rest_cache_requests_total{{outcome=\"hit\"}} {}\nprintgate_rest_cache_requests_total{{outcome=\"miss\"}} {}",
+            "# HELP printgate_rest_cache_requests_total Cacheable REST reads by whether the read cache answered (hit: as kept; shared: computed once for all that waited).\n# TYPE printgate_rest_cache_requests_total counter\nprintgate_rest_cache_requests_total{{outcome=\"hit\"}} {}\nprintgate_rest_cache_requests_total{{outcome=\"miss\"}} {}\nprintgate_rest_cache_requests_total{{outcome=\"shared\"}} {}",
             self.rest_cache_hits.load(Ordering::Relaxed),
-            self.rest_cache_misses.load(Ordering::Relaxed)
+            self.rest_cache_misses.load(Ordering::Relaxed),
+            self.rest_cache_shared.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,
-            "# HELP printgate_graphql_cache_requests_total Queries over GraphQL HTTP of a verified user by whether the query cache answered.\n# TYPE printgate_graphql_cache_requests_total counter\nprintgate_graphql_cache_requests_total{{outcome=\"hit\"}} {}\nprintgate_graphql_cache_requests_total{{outcome=\"miss\"}} {}",
+            "# HELP printgate_graphql_cache_requests_total Queries over GraphQL HTTP of a verified user by whether the query cache answered (hit: as kept; shared: computed once for all that waited).\n# TYPE printgate_graphql_cache_requests_total counter\nprintgate_graphql_cache_requests_total{{outcome=\"hit\"}} {}\nprintgate_graphql_cache_requests_total{{outcome=\"miss\"}} {}\nprintgate_graphql_cache_requests_total{{outcome=\"shared\"}} {}",
             self.graphql_cache_hits.load(Ordering::Relaxed),
-            self.graphql_cache_misses.load(Ordering::Relaxed)
+            self.graphql_cache_misses.load(Ordering::Relaxed),
+            self.graphql_cache_shared.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

@@ -16,10 +16,15 @@
 //! it shows is derived from time (a status older than 120 s is shown as
 //! offline; snapshot links expire) or comes from agents on other instances.
 //!
-//! A miss is computed once: requests that miss the same key while its
-//! answer is being computed wait for it ([`ReadCache::flight`]) instead of
-//! each computing it again (after a change, every poller of a live farm's
-//! list would otherwise render the whole list at once).
+//! A miss is computed once for all the requests waiting for it
+//! ([`ReadCache::turn`]): a request that misses while its key's answer is
+//! being computed waits for the next computation, which starts after the
+//! current one ends, and takes its answer (it started after the request
+//! arrived, so it shows every change committed before the request: never a
+//! stale answer). On a live farm the user's counts move many times a
+//! second, so an answer is rarely reused as kept; this is what lets one
+//! computation answer every poller that arrived during the one before,
+//! instead of each poller computing the whole list in turn.
 //!
 //! What a client can make it keep is bounded: the key is what the edge
 //! says makes the answer (for REST, the route's declared parameters,
@@ -33,6 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use tokio::sync::watch;
 
 use crate::bounded::ByteLru;
 use crate::metrics::CacheGauge;
@@ -73,7 +79,23 @@ struct Inner {
     by_user: HashMap<Arc<str>, (usize, HashSet<Key>)>,
 }
 
-type Flights = Arc<Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>>;
+/// A computation's outcome, as those waiting for it see it: its body, or
+/// `None` when it has none to share (an error, a non-200 answer).
+#[derive(Clone)]
+enum Outcome {
+    Pending,
+    Done(Option<Bytes>),
+}
+
+/// A key's computations: the one running, and the one that starts when it
+/// ends (which every request arriving meanwhile waits for).
+#[derive(Default)]
+struct Slot {
+    running: Option<watch::Receiver<Outcome>>,
+    next: Option<watch::Receiver<Outcome>>,
+}
+
+type Flights = Arc<Mutex<HashMap<Key, Slot>>>;
 
 /// The cached answers.
 pub struct ReadCache {
@@ -84,22 +106,59 @@ pub struct ReadCache {
     flights: Flights,
 }
 
-/// Held while an answer is computed; dropping it lets the next request
-/// for the key look again.
-pub struct Flight {
-    key: Key,
-    flights: Flights,
-    _turn: tokio::sync::OwnedMutexGuard<()>,
+/// What a request that missed does.
+pub enum Turn {
+    /// Another request computed the answer, starting after this one
+    /// arrived: serve it.
+    Shared(Bytes),
+    /// Compute the answer, then hand it to the requests waiting for it
+    /// with [`Leader::finish`].
+    Compute(Leader),
 }
 
-impl Drop for Flight {
-    fn drop(&mut self) {
-        if let Ok(mut f) = self.flights.lock()
-            && f.get(&self.key).is_some_and(|m| Arc::strong_count(m) <= 2)
-        {
-            // Nobody else waits (the map and this turn hold it).
-            f.remove(&self.key);
+/// The request computing a key's answer for those waiting. Dropped
+/// without [`Leader::finish`] (an error, a client gone), the waiting
+/// requests compute their own.
+pub struct Leader {
+    flight: Option<(
+        Key,
+        Flights,
+        watch::Sender<Outcome>,
+        watch::Receiver<Outcome>,
+    )>,
+}
+
+impl Leader {
+    /// Hands `body` (`None`: nothing to share) to the requests waiting.
+    pub fn finish(mut self, body: Option<Bytes>) {
+        if let Some((_, _, tx, _)) = &self.flight {
+            let _ = tx.send(Outcome::Done(body));
         }
+        self.leave();
+    }
+
+    fn leave(&mut self) {
+        let Some((key, flights, _tx, mine)) = self.flight.take() else {
+            return;
+        };
+        if let Ok(mut f) = flights.lock()
+            && let Some(slot) = f.get_mut(&key)
+        {
+            for place in [&mut slot.running, &mut slot.next] {
+                if place.as_ref().is_some_and(|r| r.same_channel(&mine)) {
+                    *place = None;
+                }
+            }
+            if slot.running.is_none() && slot.next.is_none() {
+                f.remove(&key);
+            }
+        }
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        self.leave();
     }
 }
 
@@ -115,25 +174,65 @@ impl ReadCache {
         }
     }
 
-    /// Waits for the turn to compute `key`'s answer: at once when nobody
-    /// is computing it, else when the one computing it is done (then look
-    /// again: it is probably there).
-    pub async fn flight(&self, key: &Key) -> Flight {
-        let turn = {
+    /// What a request that missed `key` does: wait for the computation
+    /// that starts next and take its answer, or be the one computing it.
+    /// A computation starts only once the one before it ended, and only
+    /// requests that arrived before it started take its answer.
+    pub async fn turn(&self, key: &Key) -> Turn {
+        let alone = || Turn::Compute(Leader { flight: None });
+        let (wait, lead) = {
             let Ok(mut f) = self.flights.lock() else {
-                return Flight {
-                    key: key.clone(),
-                    flights: self.flights.clone(),
-                    _turn: Arc::new(tokio::sync::Mutex::new(())).lock_owned().await,
-                };
+                return alone();
             };
-            f.entry(key.clone()).or_default().clone()
+            let slot = f.entry(key.clone()).or_default();
+            match (&slot.running, &slot.next) {
+                // Not started yet: it starts after this request arrived.
+                (_, Some(next)) => (Some(next.clone()), None),
+                (running, None) => {
+                    let (tx, rx) = watch::channel(Outcome::Pending);
+                    let after = running.clone();
+                    if after.is_some() {
+                        slot.next = Some(rx.clone());
+                    } else {
+                        slot.running = Some(rx.clone());
+                    }
+                    let leader = Leader {
+                        flight: Some((key.clone(), self.flights.clone(), tx, rx)),
+                    };
+                    (after, Some(leader))
+                }
+            }
         };
-        Flight {
-            key: key.clone(),
-            flights: self.flights.clone(),
-            _turn: turn.lock_owned().await,
+        let Some(mut leader) = lead else {
+            // Waiting for the next computation.
+            let Some(mut rx) = wait else {
+                return alone();
+            };
+            return match rx.wait_for(|o| matches!(o, Outcome::Done(_))).await {
+                Ok(o) => match &*o {
+                    Outcome::Done(Some(body)) => Turn::Shared(body.clone()),
+                    _ => alone(),
+                },
+                // Its leader left without an answer.
+                Err(_) => alone(),
+            };
+        };
+        if let Some(mut running) = wait {
+            // Ended or abandoned: either way this one starts now.
+            let _ = running.wait_for(|o| matches!(o, Outcome::Done(_))).await;
+            if let Some((key, flights, _, mine)) = &leader.flight
+                && let Ok(mut f) = flights.lock()
+            {
+                let slot = f.entry(key.clone()).or_default();
+                if slot.next.as_ref().is_some_and(|n| n.same_channel(mine)) {
+                    slot.next = None;
+                }
+                slot.running = Some(mine.clone());
+            } else {
+                leader.leave();
+            }
         }
+        Turn::Compute(leader)
     }
 
     /// A kept body young enough to be reused, with its user and the counts
@@ -255,37 +354,105 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_miss_is_computed_once_by_the_requests_that_wait_for_it() {
-        let cache = Arc::new(ReadCache::new(1 << 20, Arc::default()));
-        let computed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..20 {
-            let (cache, computed) = (cache.clone(), computed.clone());
-            tasks.push(tokio::spawn(async move {
-                let k = key("a", "1");
-                if let Some(b) = cache.get(&k, |_| Some(fresh(1))) {
-                    return b;
-                }
-                let _turn = cache.flight(&k).await;
-                if let Some(b) = cache.get(&k, |_| Some(fresh(1))) {
-                    return b;
-                }
-                computed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let body = Bytes::from_static(b"[1]");
-                cache.put(k, 7, fresh(1), body.clone());
+    /// One request's miss as the edges handle it: wait for a turn, then
+    /// serve the shared answer or compute it from `data` (read as the
+    /// computation starts) and hand it on.
+    async fn ask(
+        cache: &ReadCache,
+        data: &std::sync::atomic::AtomicUsize,
+        computed: &std::sync::atomic::AtomicUsize,
+    ) -> Bytes {
+        use std::sync::atomic::Ordering::SeqCst;
+        match cache.turn(&key("a", "1")).await {
+            Turn::Shared(body) => body,
+            Turn::Compute(leader) => {
+                computed.fetch_add(1, SeqCst);
+                let body = Bytes::from(format!("[{}]", data.load(SeqCst)));
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                leader.finish(Some(body.clone()));
                 body
-            }));
+            }
         }
-        for t in tasks {
-            assert_eq!(&t.await.unwrap()[..], b"[1]");
+    }
+
+    #[tokio::test]
+    async fn requests_that_wait_share_the_computation_that_starts_after_them() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let cache = Arc::new(ReadCache::new(1 << 20, Arc::default()));
+        let data = Arc::new(AtomicUsize::new(1));
+        let computed = Arc::new(AtomicUsize::new(0));
+        let run = |cache: Arc<ReadCache>, data: Arc<AtomicUsize>, computed: Arc<AtomicUsize>| {
+            tokio::spawn(async move { ask(&cache, &data, &computed).await })
+        };
+        // The first computation starts (it reads data 1)...
+        let first = run(cache.clone(), data.clone(), computed.clone());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // ...the data changes while it runs, then 20 requests arrive.
+        data.store(2, SeqCst);
+        let later: Vec<_> = (0..20)
+            .map(|_| run(cache.clone(), data.clone(), computed.clone()))
+            .collect();
+        assert_eq!(&first.await.unwrap()[..], b"[1]");
+        for t in later {
+            assert_eq!(
+                &t.await.unwrap()[..],
+                b"[2]",
+                "a request is never answered by a computation that started before it arrived"
+            );
         }
-        assert_eq!(computed.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(computed.load(SeqCst), 2, "the 20 shared one computation");
         assert!(
             cache.flights.lock().unwrap().is_empty(),
             "nothing is kept once nobody is in flight"
         );
+    }
+
+    #[tokio::test]
+    async fn when_the_one_computing_gives_up_those_waiting_compute_their_own() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let cache = Arc::new(ReadCache::new(1 << 20, Arc::default()));
+        let Turn::Compute(running) = cache.turn(&key("a", "1")).await else {
+            panic!("nobody was computing");
+        };
+        let (data, computed) = (Arc::new(AtomicUsize::new(5)), Arc::new(AtomicUsize::new(0)));
+        let waiting: Vec<_> = (0..3)
+            .map(|_| {
+                let (cache, data, computed) = (cache.clone(), data.clone(), computed.clone());
+                tokio::spawn(async move { ask(&cache, &data, &computed).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // The next computation's leader waits for this one; dropping it
+        // (a client gone) lets it start.
+        drop(running);
+        for t in waiting {
+            assert_eq!(&t.await.unwrap()[..], b"[5]");
+        }
+        assert_eq!(computed.load(SeqCst), 1);
+        // A leader that leaves while others wait for its answer.
+        let Turn::Compute(first) = cache.turn(&key("a", "1")).await else {
+            panic!("nobody was computing");
+        };
+        let c2 = cache.clone();
+        let next_leader = tokio::spawn(async move {
+            match c2.turn(&key("a", "1")).await {
+                Turn::Compute(l) => l,
+                Turn::Shared(_) => panic!("nothing was shared"),
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let c3 = cache.clone();
+        let follower =
+            tokio::spawn(async move { matches!(c3.turn(&key("a", "1")).await, Turn::Compute(_)) });
+        first.finish(Some(Bytes::from_static(b"old")));
+        let next = next_leader.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(next);
+        assert!(
+            follower.await.unwrap(),
+            "told to compute its own, not served"
+        );
+        assert!(cache.flights.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -147,10 +147,10 @@ async fn execute(
             .map(|(_, _, body)| body)
     };
     let metrics = crate::metrics::metrics();
-    let hit = |body| {
-        metrics
-            .graphql_cache_hits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Served from the cache (`counter`: as kept, or as computed for this
+    // request's turn by another).
+    let hit = |body, counter: &std::sync::atomic::AtomicU64| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for (r, query) in &registrations {
             if let Resolved::Register(hash) = r {
                 state.persisted.register(hash.clone(), query);
@@ -159,7 +159,7 @@ async fn execute(
         cached_response(body, headers)
     };
     if let Some(body) = kept(cache) {
-        return hit(body);
+        return hit(body, &metrics.graphql_cache_hits);
     }
     let query = match &batch {
         BatchRequest::Single(r) => is_query(&r.query, r.operation_name.as_deref()),
@@ -168,9 +168,26 @@ async fn execute(
     if !query {
         return uncached(state, identity, batch, registrations, headers, method).await;
     }
-    let _turn = cache.flight(&key).await;
-    if let Some(body) = kept(cache) {
-        return hit(body);
+    let leader = match cache.turn(&key).await {
+        crate::readcache::Turn::Shared(body) => return hit(body, &metrics.graphql_cache_shared),
+        crate::readcache::Turn::Compute(leader) => leader,
+    };
+    // The counts now (after waiting), which the answer is kept under.
+    let Ok((generation, version)) = state.gateway.freshness(user, state.cluster.is_some()).await
+    else {
+        return uncached(state, identity, batch, registrations, headers, method).await;
+    };
+    let fresh = crate::readcache::Freshness {
+        generation,
+        version,
+    };
+    if let Some(body) = cache
+        .lookup(&key)
+        .filter(|(u, under, _)| *u == user && *under == fresh)
+        .map(|(_, _, body)| body)
+    {
+        leader.finish(Some(body.clone()));
+        return hit(body, &metrics.graphql_cache_hits);
     }
     metrics
         .graphql_cache_misses
@@ -180,6 +197,7 @@ async fn execute(
     let clean = matches!(&resp, BatchResponse::Single(r) if r.errors.is_empty());
     let rendered = render(resp, headers);
     if !(clean && rendered.status() == StatusCode::OK) {
+        // Those waiting compute their own (dropping the leader says so).
         return rendered;
     }
     // Kept as the bytes sent: read the body back out of the response.
@@ -187,6 +205,7 @@ async fn execute(
     match axum::body::to_bytes(body, usize::MAX).await {
         Ok(bytes) => {
             cache.put(key, user, fresh, bytes.clone());
+            leader.finish(Some(bytes.clone()));
             Response::from_parts(parts, axum::body::Body::from(bytes))
         }
         Err(e) => {

@@ -250,22 +250,34 @@ impl RestApi {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return bytes_response(StatusCode::OK, body);
         }
-        // A miss of a kept kind waits for a request computing the same
-        // answer, then looks again.
-        let _flight = match (&key, freshness_before) {
-            (Some(k), Some((u, now))) => {
-                let flight = self.cache.flight(k).await;
-                if let Some((user, kept_under, body)) = self.cache.lookup(k)
-                    && user == u
-                    && kept_under == now
-                {
+        // A miss of a kept kind waits for the next computation of the same
+        // answer (which starts after this request arrived) and serves it,
+        // or computes it for those waiting, under the counts read now.
+        let mut freshness_before = freshness_before;
+        let leader = match (&key, freshness_before) {
+            (Some(k), Some((u, _))) => match self.cache.turn(k).await {
+                crate::readcache::Turn::Shared(body) => {
                     crate::metrics::metrics()
-                        .rest_cache_hits
+                        .rest_cache_shared
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return bytes_response(StatusCode::OK, body);
                 }
-                Some(flight)
-            }
+                crate::readcache::Turn::Compute(leader) => {
+                    freshness_before = self.freshness(state, u).await.map(|f| (u, f));
+                    if let Some((_, now)) = freshness_before
+                        && let Some((user, kept_under, body)) = self.cache.lookup(k)
+                        && user == u
+                        && kept_under == now
+                    {
+                        crate::metrics::metrics()
+                            .rest_cache_hits
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        leader.finish(Some(body.clone()));
+                        return bytes_response(StatusCode::OK, body);
+                    }
+                    Some(leader)
+                }
+            },
             _ => None,
         };
         if key.is_some() {
@@ -340,6 +352,9 @@ impl RestApi {
                 && known == u
             {
                 self.cache.put(k, u, freshness, body.clone());
+                if let Some(leader) = leader {
+                    leader.finish(Some(body.clone()));
+                }
             }
         }
         bytes_response(status, body)
