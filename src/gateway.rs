@@ -55,19 +55,24 @@ impl Gateway {
 
     /// What a read cache compares to know an answer it kept for `user_id`
     /// is current: the event bus's change count for the user and, when
-    /// `across_instances`, the user's data version in the database.
+    /// `across_instances`, the user's data version in the database. `None`
+    /// when the version cannot be read (then nothing is served from or
+    /// kept in a cache).
     pub async fn freshness(
         &self,
         user_id: i32,
         across_instances: bool,
-    ) -> Result<(u64, Option<i64>), crate::error::AppError> {
+    ) -> Option<crate::readcache::Freshness> {
         let generation = self.service.events().generation(user_id);
         let version = if across_instances {
-            Some(self.service.data_version(user_id).await?)
+            Some(self.service.data_version(user_id).await.ok()?)
         } else {
             None
         };
-        Ok((generation, version))
+        Some(crate::readcache::Freshness {
+            generation,
+            version,
+        })
     }
 
     /// Executes one operation as `identity`.

@@ -235,21 +235,15 @@ impl ReadCache {
         Turn::Compute(leader)
     }
 
-    /// A kept body young enough to be reused, with its user and the counts
-    /// it was computed under: the caller serves it only when the user's
-    /// counts now are the same.
-    pub fn lookup(&self, key: &Key) -> Option<(i32, Freshness, Bytes)> {
+    /// The body kept under `key` for `user_id`, served only while it is
+    /// young and the user's counts now (`current`) are the ones it was
+    /// computed under. Every edge asks this one question, so the rule for
+    /// reuse lives here.
+    pub fn kept(&self, key: &Key, user_id: i32, current: Freshness) -> Option<Bytes> {
         let mut inner = self.inner.lock().ok()?;
         let e = inner.entries.get(key)?;
-        (e.at.elapsed() < MAX_AGE).then(|| (e.user_id, e.freshness, e.body.clone()))
-    }
-
-    /// [`ReadCache::lookup`], served only when `current` (the user's counts
-    /// now) matches.
-    #[cfg(test)]
-    fn get(&self, key: &Key, current: impl FnOnce(i32) -> Option<Freshness>) -> Option<Bytes> {
-        let (user_id, freshness, body) = self.lookup(key)?;
-        (current(user_id)? == freshness).then_some(body)
+        (e.at.elapsed() < MAX_AGE && e.user_id == user_id && e.freshness == current)
+            .then(|| e.body.clone())
     }
 
     /// Keeps a body computed under `freshness` (read before the answer was
@@ -331,10 +325,10 @@ mod tests {
     fn an_answer_is_reused_until_its_user_changes() {
         let cache = ReadCache::new(1 << 20, Arc::default());
         cache.put(key("a", "1"), 7, fresh(3), Bytes::from_static(b"[]"));
-        let got = cache.get(&key("a", "1"), |_| Some(fresh(3)));
+        let got = cache.kept(&key("a", "1"), 7, fresh(3));
         assert_eq!(got.as_deref(), Some(&b"[]"[..]));
         assert_eq!(
-            cache.get(&key("a", "1"), |_| Some(fresh(4))),
+            cache.kept(&key("a", "1"), 7, fresh(4)),
             None,
             "a change was published"
         );
@@ -343,12 +337,17 @@ mod tests {
             version: Some(1),
         };
         assert_eq!(
-            cache.get(&key("a", "1"), |_| Some(version_moved)),
+            cache.kept(&key("a", "1"), 7, version_moved),
             None,
             "another instance wrote"
         );
         assert_eq!(
-            cache.get(&key("b", "1"), |_| Some(fresh(3))),
+            cache.kept(&key("b", "1"), 7, fresh(3)),
+            None,
+            "another credential's answer is never shared"
+        );
+        assert_eq!(
+            cache.kept(&key("a", "1"), 8, fresh(3)),
             None,
             "another user's answer is never shared"
         );
@@ -475,7 +474,7 @@ mod tests {
         }
         assert!(cache.bytes() <= budget);
         assert!(
-            cache.get(&key("victim", "1"), |_| Some(fresh(0))).is_some(),
+            cache.kept(&key("victim", "1"), 1, fresh(0)).is_some(),
             "the flood stayed within its share"
         );
     }

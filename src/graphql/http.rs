@@ -132,19 +132,11 @@ async fn execute(
     let Some((cache, user, key)) = cached else {
         return uncached(state, identity, batch, registrations, headers, method).await;
     };
-    let Ok((generation, version)) = state.gateway.freshness(user, state.cluster.is_some()).await
-    else {
+    // The user's counts now: they decide whether a kept answer is served,
+    // and are what a new answer is kept under.
+    let fresh_now = || state.gateway.freshness(user, state.cluster.is_some());
+    let Some(fresh) = fresh_now().await else {
         return uncached(state, identity, batch, registrations, headers, method).await;
-    };
-    let fresh = crate::readcache::Freshness {
-        generation,
-        version,
-    };
-    let kept = |cache: &crate::readcache::ReadCache| {
-        cache
-            .lookup(&key)
-            .filter(|(u, under, _)| *u == user && *under == fresh)
-            .map(|(_, _, body)| body)
     };
     let metrics = crate::metrics::metrics();
     // Served from the cache (`counter`: as kept, or as computed for this
@@ -158,7 +150,7 @@ async fn execute(
         }
         cached_response(body, headers)
     };
-    if let Some(body) = kept(cache) {
+    if let Some(body) = cache.kept(&key, user, fresh) {
         return hit(body, &metrics.graphql_cache_hits);
     }
     let query = match &batch {
@@ -173,19 +165,10 @@ async fn execute(
         crate::readcache::Turn::Compute(leader) => leader,
     };
     // The counts now (after waiting), which the answer is kept under.
-    let Ok((generation, version)) = state.gateway.freshness(user, state.cluster.is_some()).await
-    else {
+    let Some(fresh) = fresh_now().await else {
         return uncached(state, identity, batch, registrations, headers, method).await;
     };
-    let fresh = crate::readcache::Freshness {
-        generation,
-        version,
-    };
-    if let Some(body) = cache
-        .lookup(&key)
-        .filter(|(u, under, _)| *u == user && *under == fresh)
-        .map(|(_, _, body)| body)
-    {
+    if let Some(body) = cache.kept(&key, user, fresh) {
         leader.finish(Some(body.clone()));
         return hit(body, &metrics.graphql_cache_hits);
     }

@@ -159,15 +159,10 @@ impl RestApi {
         state: &AppState,
         user_id: i32,
     ) -> Option<crate::readcache::Freshness> {
-        let (generation, version) = state
+        state
             .gateway
             .freshness(user_id, state.cluster.is_some())
             .await
-            .ok()?;
-        Some(crate::readcache::Freshness {
-            generation,
-            version,
-        })
     }
 
     async fn handle(
@@ -241,9 +236,7 @@ impl RestApi {
             None => None,
         };
         if let (Some(k), Some((u, now))) = (&key, freshness_before)
-            && let Some((user, kept_under, body)) = self.cache.lookup(k)
-            && user == u
-            && kept_under == now
+            && let Some(body) = self.cache.kept(k, u, now)
         {
             crate::metrics::metrics()
                 .rest_cache_hits
@@ -265,9 +258,7 @@ impl RestApi {
                 crate::readcache::Turn::Compute(leader) => {
                     freshness_before = self.freshness(state, u).await.map(|f| (u, f));
                     if let Some((_, now)) = freshness_before
-                        && let Some((user, kept_under, body)) = self.cache.lookup(k)
-                        && user == u
-                        && kept_under == now
+                        && let Some(body) = self.cache.kept(k, u, now)
                     {
                         crate::metrics::metrics()
                             .rest_cache_hits
