@@ -27,6 +27,9 @@ pub struct Model {
     pub prediction_json_url: Option<String>,
     /// `FAILED`, `NOT_FAILED` or null; the service layer owns the values.
     pub alert_overwrite: Option<String>,
+    /// Bumped by the database on every update of the row (a trigger), so a
+    /// reader tells a changed print from a kept one without reading it.
+    pub revision: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -50,6 +50,9 @@ pub struct Model {
     pub finishes_at: Option<DateTimeUtc>,
     /// When the agent's last status arrived; kept when the status is cleared.
     pub last_seen_at: Option<DateTimeUtc>,
+    /// Bumped by the database on every update of the row (a trigger), so a
+    /// reader tells a changed printer from a kept one without reading it.
+    pub revision: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

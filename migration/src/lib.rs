@@ -15,6 +15,7 @@ mod m20261201_000004_detection;
 mod m20261201_000005_integrations;
 mod m20261201_000006_history;
 mod m20261201_000007_fleet;
+mod m20261202_000008_revisions;
 
 /// Applies printgate's migrations in order.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_integrations::Migration),
             Box::new(m20261201_000006_history::Migration),
             Box::new(m20261201_000007_fleet::Migration),
+            Box::new(m20261202_000008_revisions::Migration),
         ]
     }
 }

@@ -33,23 +33,45 @@ impl PrinterQuery {
     ) -> Result<Vec<Listed>> {
         let viewer = viewer(ctx).await?;
         let service = request(ctx)?.service();
-        let rows = match (filter, order_by) {
-            (None, None) => service.printers(viewer, with_archived).await?,
-            (filter, order) => {
-                service
-                    .printers_where(
-                        viewer,
-                        with_archived,
-                        &filter.map(Into::into).unwrap_or_default(),
-                        order.map(Into::into).unwrap_or_default(),
-                    )
-                    .await?
-            }
+        let filter = filter.map(Into::into).unwrap_or_default();
+        let order = order_by.map(Into::into).unwrap_or_default();
+        let Some(scope) = Scope::of(ctx, &viewer.user) else {
+            let rows = service
+                .printers_where(viewer, with_archived, &filter, order)
+                .await?;
+            return Ok(rows
+                .into_iter()
+                .map(|row| Listed::new(Printer(row), None))
+                .collect());
         };
-        let scope = Scope::of(ctx, &viewer.user);
-        Ok(rows
-            .into_iter()
-            .map(|row| Listed::new(Printer(row), scope.clone()))
+        // Ids and revisions first; whole rows only for the printers whose
+        // kept values are not current. A printer changed between the two
+        // reads shows as it is now, in the place the first read gave it; one
+        // deleted in between is left out.
+        let listed = service
+            .printer_revisions(viewer, with_archived, &filter, order)
+            .await?;
+        let kept: Vec<_> = listed.iter().map(|r| scope.kept(ctx, r)).collect();
+        let missing: Vec<i32> = listed
+            .iter()
+            .zip(&kept)
+            .filter(|(_, k)| k.is_none())
+            .map(|(r, _)| r.id)
+            .collect();
+        let mut rows = if missing.is_empty() {
+            Default::default()
+        } else {
+            service.printers_by_id(viewer, &missing).await?
+        };
+        Ok(listed
+            .iter()
+            .zip(kept)
+            .filter_map(|(r, kept)| match kept {
+                Some(value) => Some(Listed::kept(value)),
+                None => rows
+                    .remove(&r.id)
+                    .map(|row| Listed::new(Printer(row), Some(scope.clone()))),
+            })
             .collect())
     }
 

@@ -9,12 +9,15 @@
 //! `printers` list, keyed by the selection (the selection set under the
 //! list with its fragments, directives and arguments, and the request's
 //! variables) and the printer, and reuses it while everything it was
-//! resolved from is unchanged, compared whole:
-//! - the printer's row, as the list just read it (the list reads every
-//!   row every time, on every instance, so another instance's write is
-//!   seen as soon as it is committed);
-//! - its current print's row, when the selection shows the print
-//!   (`currentPrint`, `notWatchingReason`);
+//! resolved from is unchanged:
+//! - the printer's row, by its revision (bumped by the database on every
+//!   update, whoever writes it: see the `revisions` migration). The list
+//!   first reads only its printers' ids and revisions (with their current
+//!   prints'), on every request and every instance, so another instance's
+//!   write is seen as soon as it is committed; whole rows are read only for
+//!   the printers not kept ([`super::query`]);
+//! - its current print's row, by its revision, when the selection shows
+//!   the print (`currentPrint`, `notWatchingReason`);
 //! - its owner's row but for its data version (`notWatchingReason` reads
 //!   the owner's balance; the version moves with every status);
 //!
@@ -42,17 +45,19 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_graphql::context::ContextBase;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::parser::types::{FragmentDefinition, Selection, SelectionSet};
 use async_graphql::{
     ContextSelectionSet, Name, OutputType, Positioned, ServerResult, Value, registry,
 };
-use entity::{print, printer, user};
+use entity::user;
 
 use super::loaders::PrintLoader;
 use super::types::Printer;
 use crate::bounded::ByteLru;
 use crate::metrics::{CacheGauge, metrics};
+use crate::service::fleet::Revisions;
 
 /// Longest a resolved printer is reused, even when nothing it was resolved
 /// from changed.
@@ -79,10 +84,17 @@ struct Key {
     credential_shown: bool,
 }
 
+/// The revisions a printer's value was resolved from: its row's, and its
+/// current print's (id and revision) when the selection shows the print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Source {
+    revision: i64,
+    current: Option<(i32, i64)>,
+}
+
 /// A resolved printer and what it was resolved from.
 struct Rendered {
-    row: printer::Model,
-    current: Option<print::Model>,
+    from: Source,
     owner: user::Model,
     at: Instant,
     value: Value,
@@ -111,26 +123,17 @@ impl RenderCache {
         }
     }
 
-    /// The kept value of `key`, when it was resolved from these rows less
-    /// than [`MAX_AGE`] ago.
-    fn get(
-        &self,
-        key: &Key,
-        row: &printer::Model,
-        current: Option<&print::Model>,
-        owner: &user::Model,
-    ) -> Option<Value> {
+    /// The kept value of `key`, when it was resolved from these revisions
+    /// and this owner less than [`MAX_AGE`] ago.
+    fn get(&self, key: &Key, from: Source, owner: &user::Model) -> Option<Value> {
         let mut entries = self.entries.lock().ok()?;
         let kept = entries.get(key)?;
-        (kept.at.elapsed() < MAX_AGE
-            && kept.row == *row
-            && kept.current.as_ref() == current
-            && kept.owner == *owner)
+        (kept.at.elapsed() < MAX_AGE && kept.from == from && kept.owner == *owner)
             .then(|| kept.value.clone())
     }
 
     fn put(&self, key: Key, rendered: Rendered) {
-        let size = OVERHEAD + weight(&rendered.value) + row_weight(&rendered.row);
+        let size = OVERHEAD + weight(&rendered.value);
         if let Ok(mut entries) = self.entries.lock() {
             entries.put(key, rendered, size);
         }
@@ -175,16 +178,49 @@ impl Scope {
     }
 }
 
-/// A printer in a `printers` list: resolved as [`Printer`] (the same
-/// GraphQL type), through the cache when its list has a [`Scope`].
-pub struct Listed {
-    printer: Printer,
-    scope: Option<Arc<Scope>>,
+impl Scope {
+    /// The value kept for a listed printer, when it was resolved from the
+    /// revisions the list just read.
+    pub fn kept<T>(&self, ctx: &ContextBase<'_, T>, listed: &Revisions) -> Option<Value> {
+        let key = Key {
+            selection: self.selection,
+            printer: listed.id,
+            credential_shown: reveals(ctx, listed.id),
+        };
+        let from = Source {
+            revision: listed.revision,
+            current: listed.current_print.filter(|_| self.reads_print),
+        };
+        let value = self.cache.get(&key, from, &self.owner)?;
+        metrics()
+            .printer_render_hits
+            .fetch_add(1, Ordering::Relaxed);
+        Some(value)
+    }
+}
+
+/// A printer in a `printers` list: a value kept for it, or its row,
+/// resolved as [`Printer`] (the same GraphQL type) and kept when its list
+/// has a [`Scope`].
+pub enum Listed {
+    /// Taken when resolved (a list item is resolved once).
+    Kept(Mutex<Option<Value>>),
+    Row {
+        printer: Box<Printer>,
+        scope: Option<Arc<Scope>>,
+    },
 }
 
 impl Listed {
     pub fn new(printer: Printer, scope: Option<Arc<Scope>>) -> Self {
-        Self { printer, scope }
+        Self::Row {
+            printer: Box::new(printer),
+            scope,
+        }
+    }
+
+    pub fn kept(value: Value) -> Self {
+        Self::Kept(Mutex::new(Some(value)))
     }
 }
 
@@ -202,9 +238,18 @@ impl OutputType for Listed {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<async_graphql::parser::types::Field>,
     ) -> ServerResult<Value> {
-        let row = &self.printer.0;
-        let Some(scope) = &self.scope else {
-            return OutputType::resolve(&self.printer, ctx, field).await;
+        let (printer, scope) = match self {
+            Self::Kept(value) => {
+                let taken = value.lock().ok().and_then(|mut v| v.take());
+                return taken.ok_or_else(|| {
+                    async_graphql::ServerError::new("a listed printer was resolved twice", None)
+                });
+            }
+            Self::Row { printer, scope } => (printer, scope),
+        };
+        let row = &printer.0;
+        let Some(scope) = scope else {
+            return OutputType::resolve(&**printer, ctx, field).await;
         };
         let current = match (scope.reads_print, row.current_print_id) {
             (true, Some(id)) => {
@@ -214,7 +259,7 @@ impl OutputType for Listed {
                 };
                 // A failed load: resolve as usual (it reports the error).
                 let Some(current) = loaded else {
-                    return OutputType::resolve(&self.printer, ctx, field).await;
+                    return OutputType::resolve(&**printer, ctx, field).await;
                 };
                 current
             }
@@ -225,25 +270,23 @@ impl OutputType for Listed {
             printer: row.id,
             credential_shown: reveals(ctx, row.id),
         };
-        if let Some(value) = scope.cache.get(&key, row, current.as_ref(), &scope.owner) {
-            metrics()
-                .printer_render_hits
-                .fetch_add(1, Ordering::Relaxed);
-            return Ok(value);
-        }
         metrics()
             .printer_render_misses
             .fetch_add(1, Ordering::Relaxed);
         let errors_before = errors(ctx);
-        let value = OutputType::resolve(&self.printer, ctx, field).await?;
+        let value = OutputType::resolve(&**printer, ctx, field).await?;
         // Any error while resolving (this printer's or a sibling's: they
         // share the list) leaves the value unkept.
         if errors(ctx) == errors_before {
             scope.cache.put(
                 key,
                 Rendered {
-                    row: row.clone(),
-                    current,
+                    // What the value was resolved from: the row as read
+                    // for it (perhaps newer than the list's first read).
+                    from: Source {
+                        revision: row.revision,
+                        current: current.as_ref().map(|p| (p.id, p.revision)),
+                    },
                     owner: scope.owner.clone(),
                     at: Instant::now(),
                     value: value.clone(),
@@ -256,7 +299,7 @@ impl OutputType for Listed {
 
 /// Whether this request shows the printer's agent credential (REST's
 /// answers and `createPrinter`'s result do).
-fn reveals(ctx: &ContextSelectionSet<'_>, printer: i32) -> bool {
+fn reveals<T>(ctx: &ContextBase<'_, T>, printer: i32) -> bool {
     ctx.data_opt::<super::context::ShowCredentials>().is_some()
         || ctx
             .data_opt::<Arc<super::context::RequestContext>>()
@@ -374,23 +417,6 @@ fn weight(value: &Value) -> usize {
         Value::Object(map) => map.iter().map(|(k, v)| 32 + k.len() + weight(v)).sum(),
         Value::Null | Value::Number(_) | Value::Boolean(_) => 0,
     }
-}
-
-/// About the bytes a printer row holds with the print and owner rows kept
-/// beside it (the printer's JSON columns dominate).
-fn row_weight(row: &printer::Model) -> usize {
-    fn json(value: &serde_json::Value) -> usize {
-        32 + match value {
-            serde_json::Value::String(s) => s.len(),
-            serde_json::Value::Array(items) => items.iter().map(json).sum(),
-            serde_json::Value::Object(map) => map.iter().map(|(k, v)| 32 + k.len() + json(v)).sum(),
-            _ => 0,
-        }
-    }
-    2048 + row.name.len()
-        + row.auth_token.len()
-        + row.status.as_ref().map_or(0, json)
-        + row.agent_settings.as_ref().map_or(0, json)
 }
 
 #[cfg(test)]

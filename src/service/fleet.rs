@@ -7,7 +7,10 @@
 use chrono::{DateTime, Utc};
 use entity::{print, printer};
 use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, Func, LikeExpr, Query};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
+    QuerySelect, Select,
+};
 
 use super::history::contains_pattern;
 use super::rules::{self, NAME_MAX_CHARS, PrinterState};
@@ -42,6 +45,15 @@ pub enum PrinterOrderField {
 pub struct PrinterOrder {
     pub field: PrinterOrderField,
     pub descending: bool,
+}
+
+/// A listed printer's id and revision, and its current print's id and
+/// revision: what a reader compares with what it kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revisions {
+    pub id: i32,
+    pub revision: i64,
+    pub current_print: Option<(i32, i64)>,
 }
 
 /// The fleet's counts (printers not archived).
@@ -115,33 +127,51 @@ impl Service {
         filter: &PrinterFilter,
         order: PrinterOrder,
     ) -> Result<Vec<printer::Model>, AppError> {
-        let mut q = printer::Entity::find()
-            .filter(printer::Column::UserId.eq(viewer.id()))
-            .filter(printer::Column::DeletedAt.is_null())
-            .filter(filter.condition(now())?);
-        if !with_archived {
-            q = q.filter(printer::Column::ArchivedAt.is_null());
-        }
-        let dir = if order.descending {
-            sea_orm::Order::Desc
-        } else {
-            sea_orm::Order::Asc
-        };
-        q = match order.field {
-            PrinterOrderField::Id => q,
-            PrinterOrderField::Name => {
-                q.order_by(Func::lower(Expr::col(printer::Column::Name)), dir.clone())
-            }
-            PrinterOrderField::CreatedAt => q.order_by(printer::Column::CreatedAt, dir.clone()),
-            PrinterOrderField::FinishesAt => q
-                // Printers with no estimate after those with one, either way.
-                .order_by(
-                    Expr::col(printer::Column::FinishesAt).is_null(),
-                    sea_orm::Order::Asc,
+        Ok(listing(viewer, with_archived, filter, order)?
+            .all(self.db())
+            .await?)
+    }
+
+    /// [`Service::printers_where`]'s printers as their ids and revisions
+    /// only (with their current prints'), in the same order: one narrow
+    /// read that tells a reader which printers changed since it last saw
+    /// them, so it reads whole rows ([`Service::printers_by_id`]) only for
+    /// those.
+    pub async fn printer_revisions(
+        &self,
+        viewer: &Viewer,
+        with_archived: bool,
+        filter: &PrinterFilter,
+        order: PrinterOrder,
+    ) -> Result<Vec<Revisions>, AppError> {
+        let rows: Vec<(i32, i64, Option<i32>, Option<i64>)> =
+            listing(viewer, with_archived, filter, order)?
+                .select_only()
+                .column(printer::Column::Id)
+                .column(printer::Column::Revision)
+                .column_as(Expr::col((print::Entity, print::Column::Id)), "print_id")
+                .column_as(
+                    Expr::col((print::Entity, print::Column::Revision)),
+                    "print_revision",
                 )
-                .order_by(printer::Column::FinishesAt, dir.clone()),
-        };
-        Ok(q.order_by(printer::Column::Id, dir).all(self.db()).await?)
+                .join(
+                    JoinType::LeftJoin,
+                    printer::Entity::belongs_to(print::Entity)
+                        .from(printer::Column::CurrentPrintId)
+                        .to(print::Column::Id)
+                        .into(),
+                )
+                .into_tuple()
+                .all(self.db())
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, revision, print, print_revision)| Revisions {
+                id,
+                revision,
+                current_print: print.zip(print_revision),
+            })
+            .collect())
     }
 
     /// The counts of the viewer's fleet (printers not archived), in one
@@ -216,4 +246,42 @@ impl Service {
         }
         Ok(fleet)
     }
+}
+
+/// The query listing the viewer's printers (archived ones too with
+/// `with_archived`) that match `filter`, in `order`: whole rows or, narrowed,
+/// their revisions.
+fn listing(
+    viewer: &Viewer,
+    with_archived: bool,
+    filter: &PrinterFilter,
+    order: PrinterOrder,
+) -> Result<Select<printer::Entity>, AppError> {
+    let mut q = printer::Entity::find()
+        .filter(printer::Column::UserId.eq(viewer.id()))
+        .filter(printer::Column::DeletedAt.is_null())
+        .filter(filter.condition(now())?);
+    if !with_archived {
+        q = q.filter(printer::Column::ArchivedAt.is_null());
+    }
+    let dir = if order.descending {
+        sea_orm::Order::Desc
+    } else {
+        sea_orm::Order::Asc
+    };
+    q = match order.field {
+        PrinterOrderField::Id => q,
+        PrinterOrderField::Name => {
+            q.order_by(Func::lower(Expr::col(printer::Column::Name)), dir.clone())
+        }
+        PrinterOrderField::CreatedAt => q.order_by(printer::Column::CreatedAt, dir.clone()),
+        PrinterOrderField::FinishesAt => q
+            // Printers with no estimate after those with one, either way.
+            .order_by(
+                Expr::col(printer::Column::FinishesAt).is_null(),
+                sea_orm::Order::Asc,
+            )
+            .order_by(printer::Column::FinishesAt, dir.clone()),
+    };
+    Ok(q.order_by(printer::Column::Id, dir))
 }

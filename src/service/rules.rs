@@ -612,6 +612,7 @@ mod tests {
             state: None,
             finishes_at: None,
             last_seen_at: None,
+            revision: 0,
         }
     }
 

@@ -250,6 +250,25 @@ fn no_import_circle_runs_through_the_state() {
 }
 
 #[test]
+fn only_the_database_moves_a_revision() {
+    // The kept printers of lists trust `revision` to move on every update
+    // (the trigger of the `revisions` migration); code that wrote it could
+    // set it back to a value a kept answer was resolved from.
+    forbid(
+        &under("src"),
+        &[
+            "revision: Set(",
+            "revision = Set(",
+            "Column::Revision, Expr",
+            "col_expr(printer::Column::Revision",
+            "col_expr(print::Column::Revision",
+            "SET revision",
+        ],
+        "only the database's trigger writes a row's revision",
+    );
+}
+
+#[test]
 fn no_unwrap_or_expect_outside_tests() {
     let mut found = Vec::new();
     for f in under("src") {

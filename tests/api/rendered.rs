@@ -227,3 +227,63 @@ async fn a_value_kept_for_rest_never_shows_its_credential_to_graphql() {
         assert!(listed.get("auth_token").unwrap().is_null(), "{listed}");
     }
 }
+
+/// What the kept printers trust: the database moves a printer's and a
+/// print's revision forward on every update, however it is written (a
+/// column set through the entity layer, plain SQL, a stale model written
+/// back whole, which would otherwise carry the old revision back).
+#[tokio::test]
+async fn every_update_moves_a_rows_revision_forward_whoever_writes_it() {
+    use sea_orm::{ConnectionTrait, IntoActiveModel};
+    let app = app(1 << 20).await;
+    let t = app.token("rendered-revisions");
+    let id = app.create_printer(&t, "p").await;
+    let print = app.start_print(&id, true).await;
+    let n: i32 = id.parse().unwrap();
+
+    let start = app.stored_printer(&id).await;
+    let mut row: entity::printer::ActiveModel = start.clone().into();
+    row.name = Set("by the entity layer".into());
+    row.update(&app.db).await.unwrap();
+    let after_entity = app.stored_printer(&id).await.revision;
+    assert!(
+        after_entity > start.revision,
+        "{after_entity} after {}",
+        start.revision
+    );
+
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE printers SET name = 'by SQL' WHERE id = {n}"
+        ))
+        .await
+        .unwrap();
+    let after_sql = app.stored_printer(&id).await.revision;
+    assert!(after_sql > after_entity, "{after_sql} after {after_entity}");
+
+    // The model read at the start, written back whole: its revision is old.
+    let stale = start.into_active_model().reset_all();
+    stale.update(&app.db).await.unwrap();
+    let after_stale = app.stored_printer(&id).await;
+    assert!(
+        after_stale.revision > after_sql,
+        "{} after {after_sql}",
+        after_stale.revision
+    );
+
+    // An update that changes nothing is still an update.
+    app.db
+        .execute_unprepared(&format!("UPDATE printers SET name = name WHERE id = {n}"))
+        .await
+        .unwrap();
+    assert!(app.stored_printer(&id).await.revision > after_stale.revision);
+
+    let before = app.stored_print(print).await.revision;
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE prints SET filename = 'renamed.gcode' WHERE id = {print}"
+        ))
+        .await
+        .unwrap();
+    assert!(app.stored_print(print).await.revision > before);
+}
