@@ -2,7 +2,9 @@
 //! every update of the row, whoever writes it (the API, the status writer,
 //! another instance, an operator's SQL), so a reader can tell in one narrow
 //! read which rows changed since it last saw them. The trigger, not the
-//! writers, keeps it: no writer can forget it.
+//! writers, keeps it: no writer can forget it. (A writer may add one to it
+//! in its own update, as the status writer does: then SQLite's trigger has
+//! nothing to do.)
 //!
 //! On SQLite an `AFTER UPDATE` trigger sets it (SQLite's triggers cannot
 //! assign `NEW`) whenever an update left it where it was or moved it back

@@ -175,6 +175,7 @@ async fn execute(
     metrics
         .graphql_cache_misses
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let batch = batch.data(super::rendered::Splice::graphql());
     let resp = state.gateway.execute_batch(identity, batch).await;
     register_if_ran(state, registrations, &resp);
     let clean = matches!(&resp, BatchResponse::Single(r) if r.errors.is_empty());
@@ -214,6 +215,7 @@ async fn uncached(
     if let Some(refused) = refused_over(method, &batch) {
         return refused;
     }
+    let batch = batch.data(super::rendered::Splice::graphql());
     let resp = state.gateway.execute_batch(identity, batch).await;
     register_if_ran(state, registrations, &resp);
     render(resp, headers)
@@ -502,6 +504,47 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
 /// type when it accepts it, else `application/json` (clients that insist on
 /// it exist). With the GraphQL type, a request that failed before executing
 /// gets a 4xx, as GraphQL-over-HTTP says.
+/// A response as async-graphql serializes it (`data`, then `extensions`
+/// and `errors` when there are any), with its spliced printers written
+/// verbatim (`rendered::Spliced`).
+struct Written<'a>(&'a BatchResponse);
+
+impl serde::Serialize for Written<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        fn one<S: serde::Serializer>(
+            r: &async_graphql::Response,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(None)?;
+            map.serialize_entry("data", &super::rendered::Spliced(&r.data))?;
+            if !r.extensions.is_empty() {
+                map.serialize_entry("extensions", &r.extensions)?;
+            }
+            if !r.errors.is_empty() {
+                map.serialize_entry("errors", &r.errors)?;
+            }
+            map.end()
+        }
+        struct One<'a>(&'a async_graphql::Response);
+        impl serde::Serialize for One<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                one(self.0, serializer)
+            }
+        }
+        match self.0 {
+            BatchResponse::Single(r) => one(r, serializer),
+            BatchResponse::Batch(rs) => {
+                let mut seq = serializer.serialize_seq(Some(rs.len()))?;
+                for r in rs {
+                    seq.serialize_element(&One(r))?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
 fn render(resp: BatchResponse, headers: &HeaderMap) -> Response {
     let responses: Vec<&async_graphql::Response> = match &resp {
         BatchResponse::Single(r) => vec![r],
@@ -537,7 +580,7 @@ fn render(resp: BatchResponse, headers: &HeaderMap) -> Response {
             serde_json::to_vec(&v)
         })
     } else {
-        serde_json::to_vec(&resp)
+        serde_json::to_vec(&Written(&resp))
     };
     let body = match encoded {
         Ok(b) => b,

@@ -34,6 +34,16 @@
 //! `printer`), and a value resolved with errors (the errors would be lost
 //! on reuse).
 //!
+//! Kept values are cloned into every answer that reuses them, and a clone
+//! of a printer's value is some fifty allocations. A request whose writer
+//! splices JSON (GraphQL over HTTP, and REST's printer lists, which write
+//! their own shape: see [`Splice`]) gets each printer as its encoded bytes
+//! instead, in a `Value::Binary` (which no resolver of this schema
+//! produces otherwise) that its writer copies verbatim ([`Spliced`]); a
+//! request without a [`Splice`] (one executed inside the server, as the
+//! tests' and the SDL's are) gets values. How a value is kept is part of
+//! the key.
+//!
 //! Bounded by bytes, least recently used first (one user's selections can
 //! push out another's: that costs a render, never a wrong answer).
 
@@ -82,6 +92,81 @@ struct Key {
     selection: (u64, u64),
     printer: i32,
     credential_shown: bool,
+    /// 0: kept as a value; otherwise the [`Splice`] that encoded it.
+    kept_as: u64,
+}
+
+/// How the writer of a request's answer takes the printers of its lists:
+/// as JSON bytes, encoded by `encode` from the printer's resolved value,
+/// which it writes verbatim where the printer goes. Request data; a request
+/// without it gets values.
+#[derive(Clone)]
+pub struct Splice {
+    kind: u64,
+    encode: Arc<Encode>,
+}
+
+/// Encodes a printer's resolved value (`None`: it cannot be, then it is
+/// given as a value).
+type Encode = dyn Fn(&Value) -> Option<Vec<u8>> + Send + Sync;
+
+/// The next [`Splice`] kind (1 is GraphQL's plain JSON).
+static NEXT_KIND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(2);
+
+impl Splice {
+    /// A printer as GraphQL writes it: its value as JSON.
+    pub fn graphql() -> Self {
+        Self {
+            kind: 1,
+            encode: Arc::new(|value| serde_json::to_vec(value).ok()),
+        }
+    }
+
+    /// A printer as `encode` writes it (another shape than GraphQL's):
+    /// make one per shape and keep it, since each gets its own kind, and
+    /// printers encoded by one are never given to another.
+    pub fn encoded_by(encode: impl Fn(&Value) -> Option<Vec<u8>> + Send + Sync + 'static) -> Self {
+        Self {
+            kind: NEXT_KIND.fetch_add(1, Ordering::Relaxed),
+            encode: Arc::new(encode),
+        }
+    }
+}
+
+/// A resolved answer serialized with the bytes of spliced printers
+/// written verbatim (see [`Splice`]).
+pub struct Spliced<'a>(pub &'a Value);
+
+impl serde::Serialize for Spliced<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Binary(json) => write_json(json, serializer),
+            Value::List(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(&Spliced(v))?;
+                }
+                seq.end()
+            }
+            Value::Object(fields) => {
+                let mut map = serializer.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
+                    map.serialize_entry(k.as_str(), &Spliced(v))?;
+                }
+                map.end()
+            }
+            v => v.serialize(serializer),
+        }
+    }
+}
+
+/// Writes encoded JSON verbatim (checked, not copied: a `RawValue` is
+/// what serde_json writes as it is).
+pub fn write_json<S: serde::Serializer>(json: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    let raw: &serde_json::value::RawValue =
+        serde_json::from_slice(json).map_err(serde::ser::Error::custom)?;
+    serde::Serialize::serialize(raw, serializer)
 }
 
 /// The revisions a printer's value was resolved from: its row's, and its
@@ -97,6 +182,7 @@ struct Rendered {
     from: Source,
     owner: user::Model,
     at: Instant,
+    /// The value, or its encoding (`Value::Binary`, cheap to clone).
     value: Value,
 }
 
@@ -186,6 +272,7 @@ impl Scope {
             selection: self.selection,
             printer: listed.id,
             credential_shown: reveals(ctx, listed.id),
+            kept_as: splice(ctx).map_or(0, |s| s.kind),
         };
         let from = Source {
             revision: listed.revision,
@@ -269,15 +356,22 @@ impl OutputType for Listed {
             selection: scope.selection,
             printer: row.id,
             credential_shown: reveals(ctx, row.id),
+            kept_as: splice(ctx).map_or(0, |s| s.kind),
         };
         metrics()
             .printer_render_misses
             .fetch_add(1, Ordering::Relaxed);
         let errors_before = errors(ctx);
-        let value = OutputType::resolve(&**printer, ctx, field).await?;
+        let mut value = OutputType::resolve(&**printer, ctx, field).await?;
         // Any error while resolving (this printer's or a sibling's: they
         // share the list) leaves the value unkept.
         if errors(ctx) == errors_before {
+            if let Some(json) = splice(ctx).and_then(|s| (s.encode)(&value)) {
+                value = Value::Binary(json.into());
+            } else if key.kept_as != 0 {
+                // Not encoded after all: kept (and given) as a value.
+                return Ok(value);
+            }
             scope.cache.put(
                 key,
                 Rendered {
@@ -304,6 +398,11 @@ fn reveals<T>(ctx: &ContextBase<'_, T>, printer: i32) -> bool {
         || ctx
             .data_opt::<Arc<super::context::RequestContext>>()
             .is_some_and(|r| r.revealed(printer))
+}
+
+/// How this request's writer takes listed printers, if it splices them.
+fn splice<'a, T>(ctx: &ContextBase<'a, T>) -> Option<&'a Splice> {
+    ctx.data_opt::<Splice>()
 }
 
 /// The number of errors the request has collected so far.

@@ -43,6 +43,9 @@ struct Compiled {
     route: &'static Route,
     shape: Shape,
     body: Option<BodyKeys>,
+    /// For a route answering a list: its printers, kept in the REST shape
+    /// of an item and written verbatim into the body.
+    splice: Option<crate::graphql::rendered::Splice>,
 }
 
 /// How a JSON body's keys map onto the GraphQL input.
@@ -84,7 +87,21 @@ impl RestApi {
                     read_only,
                 }
             });
-            routes.push(Compiled { route, shape, body });
+            let splice = match &shape {
+                Shape::List { item, .. } => {
+                    let item = std::sync::Arc::new((**item).clone());
+                    Some(crate::graphql::rendered::Splice::encoded_by(move |v| {
+                        serde_json::to_vec(&item.rest(v)).ok()
+                    }))
+                }
+                _ => None,
+            };
+            routes.push(Compiled {
+                route,
+                shape,
+                body,
+                splice,
+            });
         }
         let openapi = openapi::document(&types, &routes);
         Ok(Self {
@@ -295,8 +312,11 @@ impl RestApi {
             }
             vars.insert("input".into(), Value::Object(input));
         }
-        let request = async_graphql::Request::new(route.document)
+        let mut request = async_graphql::Request::new(route.document)
             .variables(Variables::from_json(Value::Object(vars)));
+        if let Some(splice) = &compiled.splice {
+            request = request.data(splice.clone());
+        }
         let resp = state
             .gateway
             .execute_showing_credentials(identity, request)

@@ -173,6 +173,8 @@ impl serde::Serialize for Rest<'_> {
         use serde::ser::{SerializeMap, SerializeSeq};
         match (self.shape, self.value) {
             (_, Gql::Null) => serializer.serialize_none(),
+            // A printer of a list, kept in this shape (rendered::Splice).
+            (_, Gql::Binary(json)) => crate::graphql::rendered::write_json(json, serializer),
             (Shape::Scalar { name, .. }, Gql::String(s)) if name == "ID" => {
                 match s.parse::<i64>() {
                     Ok(n) => serializer.serialize_i64(n),

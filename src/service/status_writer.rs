@@ -178,6 +178,13 @@ impl Service {
                 .col_expr(printer::Column::LastSeenAt, Expr::value(s.at))
                 .col_expr(printer::Column::State, Expr::value(state))
                 .col_expr(printer::Column::FinishesAt, Expr::value(finishes_at))
+                // What the revision trigger would set, set in the update
+                // itself: on SQLite the trigger's own UPDATE would write
+                // the row a second time, on the path every status takes.
+                .col_expr(
+                    printer::Column::Revision,
+                    Expr::col(printer::Column::Revision).add(1),
+                )
                 .filter(printer::Column::Id.eq(*id))
                 .filter(printer::Column::DeletedAt.is_null())
                 .filter(printer::Column::ArchivedAt.is_null());

@@ -287,3 +287,56 @@ async fn every_update_moves_a_rows_revision_forward_whoever_writes_it() {
         .unwrap();
     assert!(app.stored_print(print).await.revision > before);
 }
+
+/// Kept printers are written into answers as the bytes they were encoded
+/// to (`rendered::Splice`): over GraphQL as JSON, in REST's lists in the
+/// REST shape. An answer built from kept printers is the answer built
+/// from rows, byte for byte, over both edges.
+#[tokio::test]
+async fn answers_built_from_kept_printers_are_those_built_from_rows() {
+    let app = app(1 << 20).await;
+    let t = app.token("rendered-spliced");
+    let mut ids = Vec::new();
+    for n in ["a", "b", "c"] {
+        ids.push(app.create_printer(&t, n).await);
+    }
+    let rest = || async {
+        app.rest(reqwest::Method::GET, "/api/v1/printers/", Some(&t))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let q = "{ printers { id name state settings { raw } } }";
+    let first_rest = rest().await;
+    let first_gql = list(&app, &t, q, json!({})).await;
+    let hits = metric(&app.metrics().await, HITS);
+    // A rename moves the user's counts (the REST answer is computed
+    // again) and one printer's revision: the other two are kept.
+    let renamed = app
+        .gql(
+            Some(&t),
+            "mutation($id: ID!) { updatePrinter(id: $id, input: {name: \"b2\"}) { id } }",
+            json!({"id": ids[1]}),
+        )
+        .await;
+    assert!(renamed["errors"].is_null(), "{renamed}");
+    let again_rest = rest().await;
+    let again_gql = list(&app, &t, q, json!({})).await;
+    assert!(
+        metric(&app.metrics().await, HITS) >= hits + 4.0,
+        "two kept printers in each of two lists"
+    );
+    assert_eq!(
+        again_rest,
+        first_rest.replace("\"name\":\"b\"", "\"name\":\"b2\""),
+        "the REST body, byte for byte, but for the rename"
+    );
+    let parsed: Vec<Value> = serde_json::from_str(&again_rest).unwrap();
+    assert_eq!(parsed[0]["id"], json!(ids[0].parse::<i64>().unwrap()));
+    assert_eq!(again_gql[0], first_gql[0]);
+    assert_eq!(again_gql[2], first_gql[2]);
+    assert_eq!(again_gql[1]["name"], "b2");
+}
