@@ -29,9 +29,13 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
     }
     if config.url.starts_with("sqlite:") {
         // An idle timeout or lifetime would let an in-memory database vanish
-        // with its last connection.
+        // with its last connection. Nor is an embedded connection broken by
+        // a server going away, so it is not pinged on every acquire: that
+        // was a round trip to its worker thread before each statement (a
+        // millisecond and more on a busy machine, three per computed list).
         opts.idle_timeout(None::<Duration>)
             .max_lifetime(None::<Duration>)
+            .test_before_acquire(false)
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)

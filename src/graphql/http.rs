@@ -500,51 +500,45 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
         .any(|v| v.contains(media))
 }
 
+/// A response as async-graphql serializes it (`data`, then `extensions`
+/// and `errors` when there are any), with its spliced printers written
+/// verbatim (`rendered::write_spliced`).
+fn written(resp: &BatchResponse) -> serde_json::Result<Vec<u8>> {
+    fn one(out: &mut Vec<u8>, r: &async_graphql::Response) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"data\":");
+        super::rendered::write_spliced(out, &r.data)?;
+        if !r.extensions.is_empty() {
+            out.extend_from_slice(b",\"extensions\":");
+            serde_json::to_writer(&mut *out, &r.extensions)?;
+        }
+        if !r.errors.is_empty() {
+            out.extend_from_slice(b",\"errors\":");
+            serde_json::to_writer(&mut *out, &r.errors)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+    let mut out = Vec::new();
+    match resp {
+        BatchResponse::Single(r) => one(&mut out, r)?,
+        BatchResponse::Batch(rs) => {
+            out.push(b'[');
+            for (i, r) in rs.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                one(&mut out, r)?;
+            }
+            out.push(b']');
+        }
+    }
+    Ok(out)
+}
+
 /// A response in the media type the client asked for: the GraphQL response
 /// type when it accepts it, else `application/json` (clients that insist on
 /// it exist). With the GraphQL type, a request that failed before executing
 /// gets a 4xx, as GraphQL-over-HTTP says.
-/// A response as async-graphql serializes it (`data`, then `extensions`
-/// and `errors` when there are any), with its spliced printers written
-/// verbatim (`rendered::Spliced`).
-struct Written<'a>(&'a BatchResponse);
-
-impl serde::Serialize for Written<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeSeq};
-        fn one<S: serde::Serializer>(
-            r: &async_graphql::Response,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            let mut map = serializer.serialize_map(None)?;
-            map.serialize_entry("data", &super::rendered::Spliced(&r.data))?;
-            if !r.extensions.is_empty() {
-                map.serialize_entry("extensions", &r.extensions)?;
-            }
-            if !r.errors.is_empty() {
-                map.serialize_entry("errors", &r.errors)?;
-            }
-            map.end()
-        }
-        struct One<'a>(&'a async_graphql::Response);
-        impl serde::Serialize for One<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                one(self.0, serializer)
-            }
-        }
-        match self.0 {
-            BatchResponse::Single(r) => one(r, serializer),
-            BatchResponse::Batch(rs) => {
-                let mut seq = serializer.serialize_seq(Some(rs.len()))?;
-                for r in rs {
-                    seq.serialize_element(&One(r))?;
-                }
-                seq.end()
-            }
-        }
-    }
-}
-
 fn render(resp: BatchResponse, headers: &HeaderMap) -> Response {
     let responses: Vec<&async_graphql::Response> = match &resp {
         BatchResponse::Single(r) => vec![r],
@@ -580,7 +574,7 @@ fn render(resp: BatchResponse, headers: &HeaderMap) -> Response {
             serde_json::to_vec(&v)
         })
     } else {
-        serde_json::to_vec(&Written(&resp))
+        written(&resp)
     };
     let body = match encoded {
         Ok(b) => b,

@@ -41,7 +41,7 @@ impl PrinterQuery {
                 .await?;
             return Ok(rows
                 .into_iter()
-                .map(|row| Listed::new(Printer(row), None))
+                .map(|row| Listed::unkept(Printer(row)))
                 .collect());
         };
         // Ids and revisions first; whole rows only for the printers whose
@@ -70,7 +70,7 @@ impl PrinterQuery {
                 Some(value) => Some(Listed::kept(value)),
                 None => rows
                     .remove(&r.id)
-                    .map(|row| Listed::new(Printer(row), Some(scope.clone()))),
+                    .map(|row| Listed::to_keep(Printer(row), scope.clone(), scope.source(r))),
             })
             .collect())
     }

@@ -39,7 +39,7 @@
 //! splices JSON (GraphQL over HTTP, and REST's printer lists, which write
 //! their own shape: see [`Splice`]) gets each printer as its encoded bytes
 //! instead, in a `Value::Binary` (which no resolver of this schema
-//! produces otherwise) that its writer copies verbatim ([`Spliced`]); a
+//! produces otherwise) that its writer copies verbatim ([`write_spliced`]); a
 //! request without a [`Splice`] (one executed inside the server, as the
 //! tests' and the SDL's are) gets values. How a value is kept is part of
 //! the key.
@@ -56,14 +56,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_graphql::context::ContextBase;
-use async_graphql::dataloader::DataLoader;
 use async_graphql::parser::types::{FragmentDefinition, Selection, SelectionSet};
 use async_graphql::{
     ContextSelectionSet, Name, OutputType, Positioned, ServerResult, Value, registry,
 };
 use entity::user;
 
-use super::loaders::PrintLoader;
 use super::types::Printer;
 use crate::bounded::ByteLru;
 use crate::metrics::{CacheGauge, metrics};
@@ -133,36 +131,44 @@ impl Splice {
     }
 }
 
-/// A resolved answer serialized with the bytes of spliced printers
-/// written verbatim (see [`Splice`]).
-pub struct Spliced<'a>(pub &'a Value);
-
-impl serde::Serialize for Spliced<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeSeq};
-        match self.0 {
-            Value::Binary(json) => write_json(json, serializer),
-            Value::List(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for v in items {
-                    seq.serialize_element(&Spliced(v))?;
+/// Writes a resolved answer to `out` as serde_json writes it (compact),
+/// with the bytes of spliced printers (see [`Splice`]) copied verbatim:
+/// they are JSON serde_json wrote, and checking them again (as a
+/// `RawValue` would) cost as much as writing the rest of a 1,000-printer
+/// list.
+pub fn write_spliced(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
+    match value {
+        Value::Binary(json) => out.extend_from_slice(json),
+        Value::List(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
                 }
-                seq.end()
+                write_spliced(out, v)?;
             }
-            Value::Object(fields) => {
-                let mut map = serializer.serialize_map(Some(fields.len()))?;
-                for (k, v) in fields {
-                    map.serialize_entry(k.as_str(), &Spliced(v))?;
-                }
-                map.end()
-            }
-            v => v.serialize(serializer),
+            out.push(b']');
         }
+        Value::Object(fields) => {
+            out.push(b'{');
+            for (i, (k, v)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, k.as_str())?;
+                out.push(b':');
+                write_spliced(out, v)?;
+            }
+            out.push(b'}');
+        }
+        v => serde_json::to_writer(&mut *out, v)?,
     }
+    Ok(())
 }
 
-/// Writes encoded JSON verbatim (checked, not copied: a `RawValue` is
-/// what serde_json writes as it is).
+/// Serializes encoded JSON as it is, through any serializer (checked, not
+/// copied: a `RawValue` is what serde_json writes verbatim). For writers
+/// that cannot take [`write_spliced`]'s bytes.
 pub fn write_json<S: serde::Serializer>(json: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
     let raw: &serde_json::value::RawValue =
         serde_json::from_slice(json).map_err(serde::ser::Error::custom)?;
@@ -170,9 +176,14 @@ pub fn write_json<S: serde::Serializer>(json: &[u8], serializer: S) -> Result<S:
 }
 
 /// The revisions a printer's value was resolved from: its row's, and its
-/// current print's (id and revision) when the selection shows the print.
+/// current print's (id and revision) when the selection shows the print,
+/// as the list read them first. The value is resolved from rows read after
+/// that, so it is kept under revisions no newer than its rows': a row that
+/// changed in between makes the entry miss next time (a render), never
+/// serve (revisions only move forward, so the ones recorded are never seen
+/// again once the rows moved on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Source {
+pub struct Source {
     revision: i64,
     current: Option<(i32, i64)>,
 }
@@ -265,20 +276,20 @@ impl Scope {
 }
 
 impl Scope {
+    /// What a listed printer's value is resolved from, by the revisions the
+    /// list read first.
+    pub fn source(&self, listed: &Revisions) -> Source {
+        Source {
+            revision: listed.revision,
+            current: listed.current_print.filter(|_| self.reads_print),
+        }
+    }
+
     /// The value kept for a listed printer, when it was resolved from the
     /// revisions the list just read.
     pub fn kept<T>(&self, ctx: &ContextBase<'_, T>, listed: &Revisions) -> Option<Value> {
-        let key = Key {
-            selection: self.selection,
-            printer: listed.id,
-            credential_shown: reveals(ctx, listed.id),
-            kept_as: splice(ctx).map_or(0, |s| s.kind),
-        };
-        let from = Source {
-            revision: listed.revision,
-            current: listed.current_print.filter(|_| self.reads_print),
-        };
-        let value = self.cache.get(&key, from, &self.owner)?;
+        let key = key(ctx, self, listed.id);
+        let value = self.cache.get(&key, self.source(listed), &self.owner)?;
         metrics()
             .printer_render_hits
             .fetch_add(1, Ordering::Relaxed);
@@ -286,23 +297,42 @@ impl Scope {
     }
 }
 
+/// The key of a printer's value in a request.
+fn key<T>(ctx: &ContextBase<'_, T>, scope: &Scope, printer: i32) -> Key {
+    Key {
+        selection: scope.selection,
+        printer,
+        credential_shown: reveals(ctx, printer),
+        kept_as: splice(ctx).map_or(0, |s| s.kind),
+    }
+}
+
 /// A printer in a `printers` list: a value kept for it, or its row,
-/// resolved as [`Printer`] (the same GraphQL type) and kept when its list
-/// has a [`Scope`].
+/// resolved as [`Printer`] (the same GraphQL type) and kept under what the
+/// list read of it when its list has a [`Scope`].
 pub enum Listed {
     /// Taken when resolved (a list item is resolved once).
     Kept(Mutex<Option<Value>>),
     Row {
         printer: Box<Printer>,
-        scope: Option<Arc<Scope>>,
+        keep: Option<(Arc<Scope>, Source)>,
     },
 }
 
 impl Listed {
-    pub fn new(printer: Printer, scope: Option<Arc<Scope>>) -> Self {
+    /// A printer resolved and not kept.
+    pub fn unkept(printer: Printer) -> Self {
         Self::Row {
             printer: Box::new(printer),
-            scope,
+            keep: None,
+        }
+    }
+
+    /// A printer resolved and kept under `from` (see [`Scope::source`]).
+    pub fn to_keep(printer: Printer, scope: Arc<Scope>, from: Source) -> Self {
+        Self::Row {
+            printer: Box::new(printer),
+            keep: Some((scope, from)),
         }
     }
 
@@ -325,39 +355,19 @@ impl OutputType for Listed {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<async_graphql::parser::types::Field>,
     ) -> ServerResult<Value> {
-        let (printer, scope) = match self {
+        let (printer, keep) = match self {
             Self::Kept(value) => {
                 let taken = value.lock().ok().and_then(|mut v| v.take());
                 return taken.ok_or_else(|| {
                     async_graphql::ServerError::new("a listed printer was resolved twice", None)
                 });
             }
-            Self::Row { printer, scope } => (printer, scope),
+            Self::Row { printer, keep } => (printer, keep),
         };
-        let row = &printer.0;
-        let Some(scope) = scope else {
+        let Some((scope, from)) = keep else {
             return OutputType::resolve(&**printer, ctx, field).await;
         };
-        let current = match (scope.reads_print, row.current_print_id) {
-            (true, Some(id)) => {
-                let loaded = match ctx.data::<DataLoader<PrintLoader>>() {
-                    Ok(loader) => loader.load_one(id).await.ok(),
-                    Err(_) => None,
-                };
-                // A failed load: resolve as usual (it reports the error).
-                let Some(current) = loaded else {
-                    return OutputType::resolve(&**printer, ctx, field).await;
-                };
-                current
-            }
-            _ => None,
-        };
-        let key = Key {
-            selection: scope.selection,
-            printer: row.id,
-            credential_shown: reveals(ctx, row.id),
-            kept_as: splice(ctx).map_or(0, |s| s.kind),
-        };
+        let key = key(ctx, scope, printer.0.id);
         metrics()
             .printer_render_misses
             .fetch_add(1, Ordering::Relaxed);
@@ -375,12 +385,7 @@ impl OutputType for Listed {
             scope.cache.put(
                 key,
                 Rendered {
-                    // What the value was resolved from: the row as read
-                    // for it (perhaps newer than the list's first read).
-                    from: Source {
-                        revision: row.revision,
-                        current: current.as_ref().map(|p| (p.id, p.revision)),
-                    },
+                    from: *from,
                     owner: scope.owner.clone(),
                     at: Instant::now(),
                     value: value.clone(),
@@ -521,6 +526,27 @@ fn weight(value: &Value) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_is_written_as_serde_json_writes_it_with_spliced_bytes_as_they_are() {
+        let value = Value::from_json(serde_json::json!({
+            "printers": [{"id": "1", "name": "a \"quoted\" \u{e9}"}, null],
+            "key \"with\" quotes": [1.5, true, {"nested": []}],
+            "empty": {},
+        }))
+        .unwrap();
+        let mut out = Vec::new();
+        write_spliced(&mut out, &value).unwrap();
+        assert_eq!(out, serde_json::to_vec(&value).unwrap());
+
+        let spliced = Value::List(vec![
+            Value::Binary(br#"{"id":"2","kept":true}"#.to_vec().into()),
+            Value::from("resolved"),
+        ]);
+        let mut out = Vec::new();
+        write_spliced(&mut out, &spliced).unwrap();
+        assert_eq!(out, br#"[{"id":"2","kept":true},"resolved"]"#);
+    }
 
     #[test]
     fn weight_counts_strings_and_nesting() {

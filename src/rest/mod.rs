@@ -336,7 +336,7 @@ impl RestApi {
             Success::Ok => StatusCode::OK,
             Success::Created => StatusCode::CREATED,
         };
-        let body = match serde_json::to_vec(&compiled.shape.rest(result)) {
+        let body = match compiled.shape.rest(result).to_vec() {
             Ok(b) => axum::body::Bytes::from(b),
             Err(e) => return internal(&e.to_string()),
         };

@@ -205,6 +205,36 @@ impl serde::Serialize for Rest<'_> {
     }
 }
 
+impl Rest<'_> {
+    /// The body as bytes: a list's spliced printers (kept in this shape:
+    /// `rendered::Splice`) copied verbatim, not checked again as
+    /// [`serde::Serialize`] has to.
+    pub fn to_vec(&self) -> serde_json::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.write(&mut out)?;
+        Ok(out)
+    }
+
+    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        use async_graphql::Value as Gql;
+        match (self.shape, self.value) {
+            (_, Gql::Binary(json)) => out.extend_from_slice(json),
+            (Shape::List { item, .. }, Gql::List(items)) => {
+                out.push(b'[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    item.rest(v).write(out)?;
+                }
+                out.push(b']');
+            }
+            _ => serde_json::to_writer(&mut *out, self)?,
+        }
+        Ok(())
+    }
+}
+
 /// What a REST body looks like, field by field.
 #[derive(Debug, Clone)]
 pub enum Shape {
@@ -428,5 +458,20 @@ mod tests {
         );
         let none = async_graphql::Value::Null;
         assert_eq!(serde_json::to_string(&list.rest(&none)).unwrap(), "null");
+        // Written as bytes, the same body; a printer kept as its REST
+        // bytes is copied as it is, beside one resolved now.
+        assert_eq!(list.rest(&value).to_vec().unwrap(), written.as_bytes());
+        let kept = async_graphql::Value::Binary(br#"{"id":7,"kept":"as is"}"#.to_vec().into());
+        let async_graphql::Value::List(items) = &value else {
+            panic!("a list")
+        };
+        let mixed = async_graphql::Value::List(vec![kept, items[0].clone()]);
+        assert_eq!(
+            String::from_utf8(list.rest(&mixed).to_vec().unwrap()).unwrap(),
+            format!(
+                r#"[{{"id":7,"kept":"as is"}},{}]"#,
+                &written[1..written.len() - 1]
+            )
+        );
     }
 }
