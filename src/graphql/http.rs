@@ -521,16 +521,7 @@ fn written(resp: &BatchResponse) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::new();
     match resp {
         BatchResponse::Single(r) => one(&mut out, r)?,
-        BatchResponse::Batch(rs) => {
-            out.push(b'[');
-            for (i, r) in rs.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                one(&mut out, r)?;
-            }
-            out.push(b']');
-        }
+        BatchResponse::Batch(rs) => super::rendered::write_array(&mut out, rs, one)?,
     }
     Ok(out)
 }

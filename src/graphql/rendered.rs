@@ -139,16 +139,7 @@ impl Splice {
 pub fn write_spliced(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
     match value {
         Value::Binary(json) => out.extend_from_slice(json),
-        Value::List(items) => {
-            out.push(b'[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_spliced(out, v)?;
-            }
-            out.push(b']');
-        }
+        Value::List(items) => write_array(out, items, write_spliced)?,
         Value::Object(fields) => {
             out.push(b'{');
             for (i, (k, v)) in fields.iter().enumerate() {
@@ -163,6 +154,23 @@ pub fn write_spliced(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()>
         }
         v => serde_json::to_writer(&mut *out, v)?,
     }
+    Ok(())
+}
+
+/// Writes `items` to `out` as a JSON array, each one by `write`.
+pub fn write_array<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T) -> serde_json::Result<()>,
+) -> serde_json::Result<()> {
+    out.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item)?;
+    }
+    out.push(b']');
     Ok(())
 }
 

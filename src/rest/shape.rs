@@ -220,14 +220,7 @@ impl Rest<'_> {
         match (self.shape, self.value) {
             (_, Gql::Binary(json)) => out.extend_from_slice(json),
             (Shape::List { item, .. }, Gql::List(items)) => {
-                out.push(b'[');
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    item.rest(v).write(out)?;
-                }
-                out.push(b']');
+                crate::graphql::rendered::write_array(out, items, |out, v| item.rest(v).write(out))?
             }
             _ => serde_json::to_writer(&mut *out, self)?,
         }
