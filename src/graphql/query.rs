@@ -5,7 +5,7 @@ use async_graphql::{Context, ID, Object, Result};
 use super::context::{request, viewer};
 use super::fleet::{PrinterFilter, PrinterOrder};
 use super::history::{PrintConnection, PrintFilter, PrintOrder, PrintsArgs};
-use super::rendered::{Listed, Scope};
+use super::rendered::{Listed, Listing, Scope};
 use super::types::{Printer, PrinterCredentials, User};
 
 /// Parses an `ID` into a row id; anything else names no row.
@@ -30,7 +30,7 @@ impl PrinterQuery {
         #[graphql(desc = "The order (by id, ascending, when omitted).")] order_by: Option<
             PrinterOrder,
         >,
-    ) -> Result<Vec<Listed>> {
+    ) -> Result<Listing> {
         let viewer = viewer(ctx).await?;
         let service = request(ctx)?.service();
         let filter = filter.map(Into::into).unwrap_or_default();
@@ -39,10 +39,11 @@ impl PrinterQuery {
             let rows = service
                 .printers_where(viewer, with_archived, &filter, order)
                 .await?;
-            return Ok(rows
-                .into_iter()
-                .map(|row| Listed::unkept(Printer(row)))
-                .collect());
+            return Ok(Listing(
+                rows.into_iter()
+                    .map(|row| Listed::unkept(Printer(row)))
+                    .collect(),
+            ));
         };
         // Ids and revisions first; whole rows only for the printers whose
         // kept values are not current. A printer changed between the two
@@ -63,16 +64,18 @@ impl PrinterQuery {
         } else {
             service.printers_by_id(viewer, &missing).await?
         };
-        Ok(listed
-            .iter()
-            .zip(kept)
-            .filter_map(|(r, kept)| match kept {
-                Some(value) => Some(Listed::kept(value)),
-                None => rows
-                    .remove(&r.id)
-                    .map(|row| Listed::to_keep(Printer(row), scope.clone(), scope.source(r))),
-            })
-            .collect())
+        Ok(Listing(
+            listed
+                .iter()
+                .zip(kept)
+                .filter_map(|(r, kept)| match kept {
+                    Some(value) => Some(Listed::kept(value)),
+                    None => rows
+                        .remove(&r.id)
+                        .map(|row| Listed::to_keep(Printer(row), scope.clone(), scope.source(r))),
+                })
+                .collect(),
+        ))
     }
 
     /// One of the viewer's printers (archived ones too); null when it does not exist, was deleted, or is not the viewer's.

@@ -34,9 +34,6 @@ pub struct RestApi {
     routes: Vec<Compiled>,
     openapi: Value,
     cache: crate::readcache::ReadCache,
-    /// The user id each token `sub` was last seen to be, learned from the
-    /// answers, so the cache can read a user's change count before asking.
-    users: std::sync::Mutex<HashMap<String, i32>>,
 }
 
 struct Compiled {
@@ -108,7 +105,6 @@ impl RestApi {
             routes,
             openapi,
             cache: crate::readcache::ReadCache::new(cache_bytes, gauge),
-            users: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -243,9 +239,17 @@ impl RestApi {
             }),
             _ => None,
         };
-        let known_user = key
-            .as_ref()
-            .and_then(|k| self.users.lock().ok()?.get(&*k.sub).copied());
+        // The user the credential names (provisioned on first sight, as the
+        // request itself would be), known before asking: a user's first
+        // requests take turns like any others (32 at once were 32
+        // computations of a 1,000-printer list, seconds each).
+        let known_user = match (&key, &identity) {
+            (Some(_), crate::auth::Identity::Verified(claims)) => {
+                state.gateway.viewer_id(claims).await
+            }
+            (Some(_), crate::auth::Identity::Key(k)) => Some(k.user_id),
+            _ => None,
+        };
         // The user's counts, read once: they decide whether a kept answer
         // is served, and are what a new answer is kept under.
         let freshness_before = match known_user {
@@ -350,23 +354,14 @@ impl RestApi {
             },
             _ => None,
         };
-        if let (Some(k), Some(u)) = (key, user) {
-            if let Ok(mut users) = self.users.lock() {
-                // Bounded like the cache itself: past it, start over.
-                if users.len() >= 100_000 {
-                    users.clear();
-                }
-                users.insert(k.sub.to_string(), u);
-            }
-            // Kept only when the user was known before asking, so the
-            // counts are the ones from before the answer was computed.
-            if let Some((known, freshness)) = freshness_before
-                && known == u
-            {
-                self.cache.put(k, u, freshness, body.clone());
-                if let Some(leader) = leader {
-                    leader.finish(Some(body.clone()));
-                }
+        // Kept under the counts read before asking, when the answer is the
+        // known user's.
+        if let (Some(k), Some(u), Some((known, freshness))) = (key, user, freshness_before)
+            && known == u
+        {
+            self.cache.put(k, u, freshness, body.clone());
+            if let Some(leader) = leader {
+                leader.finish(Some(body.clone()));
             }
         }
         bytes_response(status, body)

@@ -133,6 +133,10 @@ async fn the_printer_body_matches_the_golden_files() {
     row.agent_name = Set(Some("octoprint_obico".into()));
     row.agent_version = Set(Some("2.6.1".into()));
     row.update(&app.db).await.unwrap();
+    // Written behind the service's back (no event, no count moved), as no
+    // client can: the answer read above is served for up to the read
+    // cache's age, the bound on what it can miss.
+    tokio::time::sleep(printgate::readcache::MAX_AGE + std::time::Duration::from_millis(50)).await;
     let (_, live) = body(
         app.rest(Method::GET, &format!("{P}/{id}"), Some(&token))
             .send()
@@ -835,4 +839,52 @@ async fn repeated_reads_never_show_stale_or_foreign_data() {
     )
     .await;
     assert_eq!(status, 404, "a deleted printer is gone at once");
+}
+
+#[tokio::test]
+async fn a_users_first_reads_at_once_compute_one_answer_for_all_of_them() {
+    let app = TestApp::spawn().await;
+    let alice = app.token("alice-first-reads");
+    // Her printers are made over GraphQL: the REST paths have never
+    // answered her when her first 24 reads arrive together.
+    for i in 0..50 {
+        app.create_printer(&alice, &format!("p{i}")).await;
+    }
+    let served = |m: &str| {
+        crate::helpers::metric(m, r#"printgate_rest_cache_requests_total{outcome="hit"}"#)
+            + crate::helpers::metric(
+                m,
+                r#"printgate_rest_cache_requests_total{outcome="shared"}"#,
+            )
+    };
+    // 24 connections open first (another user's reads), so hers arrive
+    // together rather than one connection setup apart.
+    let bob = app.token("bob-first-reads");
+    let warm = (0..24).map(|_| app.rest(Method::GET, &format!("{P}/"), Some(&bob)).send());
+    futures_util::future::join_all(warm).await;
+    let before = served(&app.metrics().await);
+    let reads = (0..24).map(|_| async {
+        body(
+            app.rest(Method::GET, &format!("{P}/"), Some(&alice))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    });
+    let answers = futures_util::future::join_all(reads).await;
+    for (status, b) in &answers {
+        assert_eq!(*status, 200, "{b}");
+        assert_eq!(b, &answers[0].1, "one answer for all");
+        assert_eq!(b.as_array().map(Vec::len), Some(50));
+    }
+    // One computation leads; those that arrived during it wait for the
+    // next one (at most one more); everyone else takes what they computed.
+    // (Other tests' reads may add to the counters, never take away.)
+    let after = served(&app.metrics().await);
+    assert!(
+        after - before >= 22.0,
+        "at most two of 24 first reads computed: {} served by others",
+        after - before
+    );
 }
