@@ -20,6 +20,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub keys: JwtKeys,
     pub db: DatabaseConnection,
+    /// The app's instance id (what `agent_instance` names while one of its
+    /// agents is connected: the presence sweep leaves those printers be).
+    pub instance: String,
     _dir: tempfile::TempDir,
     _pg: Option<FreshPostgres>,
 }
@@ -160,6 +163,7 @@ impl TestApp {
         let app = Application::build(config).await.expect("app builds");
         let url = format!("http://{}", app.local_addr().expect("bound"));
         let db = app.state().gateway.service().db().clone();
+        let instance = app.state().gateway.service().instance().to_owned();
         tokio::spawn(app.run_until(std::future::pending()));
         Self {
             url,
@@ -170,6 +174,7 @@ impl TestApp {
                 .expect("client"),
             keys: JwtKeys::from_secret(SECRET.as_bytes()),
             db,
+            instance,
             _dir: dir,
             _pg: pg,
         }

@@ -124,7 +124,9 @@ async fn the_printer_body_matches_the_golden_files() {
         "temperatures": {"tool0": {"actual": 214.8, "target": 215.0}, "bed": {"actual": 60.0, "target": 60.0}}
     })));
     row.status_at = Set(Some(Utc::now()));
-    row.agent_instance = Set(Some("an instance".into()));
+    // Held by this app, as a connected agent's printer is (an instance
+    // that is not alive would have it shown offline by the presence sweep).
+    row.agent_instance = Set(Some(app.instance.clone()));
     row.agent_settings = Set(Some(json!({
         "webcams": [{"name": "cam", "is_primary_camera": true, "flipH": true, "rotation": 90, "streamRatio": "4:3"}],
         "temperature": {"profiles": [{"name": "PLA", "extruder": 215, "bed": 60}]},
