@@ -42,15 +42,21 @@ impl Gateway {
         &self.service
     }
 
-    /// The user a verified token names (provisioned on first sight, as
-    /// the request itself would), for a read cache; `None` when it cannot
-    /// be had (then nothing is cached).
-    pub async fn viewer_id(&self, claims: &crate::auth::Claims) -> Option<i32> {
-        self.service
-            .viewer(&claims.sub, claims.email.as_deref())
-            .await
-            .ok()
-            .map(|v| v.id())
+    /// The user whose data a credential reads, for a read cache: a
+    /// verified token's (provisioned on first sight, as the request itself
+    /// would be), an API key's owner; `None` for no credential or when it
+    /// cannot be had (then nothing is cached).
+    pub async fn user_id(&self, identity: &Identity) -> Option<i32> {
+        match identity {
+            Identity::Verified(claims) => self
+                .service
+                .viewer(&claims.sub, claims.email.as_deref())
+                .await
+                .ok()
+                .map(|v| v.id()),
+            Identity::Key(key) => Some(key.user_id),
+            Identity::Anonymous | Identity::Rejected(_) => None,
+        }
     }
 
     /// What a read cache compares to know an answer it kept for `user_id`

@@ -115,7 +115,7 @@ async fn execute(
         (Some(cache), Identity::Verified(claims), BatchRequest::Single(r))
             if !plainly_not_a_query(&r.query) =>
         {
-            state.gateway.viewer_id(claims).await.map(|user| {
+            state.gateway.user_id(&identity).await.map(|user| {
                 let who = format!("token {:?}", claims.email);
                 (cache, user, cache_key(&claims.sub, &who, r, headers))
             })
@@ -125,7 +125,11 @@ async fn execute(
         (Some(cache), Identity::Key(k), BatchRequest::Single(r))
             if !plainly_not_a_query(&r.query) =>
         {
-            Some((cache, k.user_id, cache_key(&k.sub, "api key", r, headers)))
+            state
+                .gateway
+                .user_id(&identity)
+                .await
+                .map(|user| (cache, user, cache_key(&k.sub, "api key", r, headers)))
         }
         _ => None,
     };

@@ -450,9 +450,8 @@ impl OutputType for Listed {
         field: &Positioned<async_graphql::parser::types::Field>,
     ) -> ServerResult<Value> {
         let (printer, keep) = match self {
-            Self::Kept(value) => {
-                let taken = value.lock().ok().and_then(|mut v| v.take());
-                return taken.ok_or_else(|| {
+            Self::Kept(_) => {
+                return self.take_kept().ok_or_else(|| {
                     async_graphql::ServerError::new("a listed printer was resolved twice", None)
                 });
             }

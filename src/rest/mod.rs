@@ -243,12 +243,9 @@ impl RestApi {
         // request itself would be), known before asking: a user's first
         // requests take turns like any others (32 at once were 32
         // computations of a 1,000-printer list, seconds each).
-        let known_user = match (&key, &identity) {
-            (Some(_), crate::auth::Identity::Verified(claims)) => {
-                state.gateway.viewer_id(claims).await
-            }
-            (Some(_), crate::auth::Identity::Key(k)) => Some(k.user_id),
-            _ => None,
+        let known_user = match &key {
+            Some(_) => state.gateway.user_id(&identity).await,
+            None => None,
         };
         // The user's counts, read once: they decide whether a kept answer
         // is served, and are what a new answer is kept under.
