@@ -173,7 +173,8 @@ pub async fn run(args: DemoArgs) -> Result<(), StartupError> {
     println!("    {shown}/graphql#token={token}");
     println!();
     println!("  Within a minute the first printer fails: printgate's failure detector");
-    println!("  (against a simulated ML service) alerts and pauses it. Watch it with");
+    println!("  (against a simulated ML service) alerts and pauses it; a little later");
+    println!("  the print is cancelled and the next one fails again. Watch it with");
     println!("    subscription {{ printerEvent {{ type class title text }} }}");
     println!();
     println!("  Webhooks: every event, the failure alert too, is posted signed to");

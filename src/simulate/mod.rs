@@ -141,7 +141,16 @@ struct Printer {
     ended: bool,
     /// The completion at which this printer's prints fail, if they do.
     fails_at: Option<f64>,
+    /// Ticks until this printer's operator cancels a failed print that was
+    /// paused for them, so the next print (which fails too) starts and a
+    /// demo shows its failure again and again, not once before anyone looks.
+    clears_in: Option<u32>,
 }
+
+/// Ticks a paused failed print waits for its (simulated) operator: long
+/// enough that a client sees the printer Paused, short enough that the
+/// next failure comes within about a minute.
+const OPERATOR_CLEARS_AFTER: u32 = 40;
 
 fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -164,6 +173,7 @@ impl Printer {
             ending: false,
             ended: false,
             fails_at: None,
+            clears_in: None,
         };
         if n % 2 == 1 {
             p.phase = Phase::Printing;
@@ -194,7 +204,15 @@ impl Printer {
             }
             Phase::Idle(k) => self.phase = Phase::Idle(k - 1),
             Phase::Heating if (tool_target - self.tool).abs() < 5.0 => self.phase = Phase::Printing,
-            Phase::Heating | Phase::Paused => {}
+            Phase::Paused => match self.clears_in {
+                Some(0) => {
+                    self.clears_in = None;
+                    self.command("cancel");
+                }
+                Some(k) => self.clears_in = Some(k - 1),
+                None => {}
+            },
+            Phase::Heating => {}
             Phase::PausedAtPrinter(0) => {
                 self.phase = Phase::Printing;
                 self.event =
@@ -230,6 +248,7 @@ impl Printer {
     }
 
     fn finish(&mut self) {
+        self.clears_in = None;
         self.phase = Phase::Idle(3);
         self.ending = true;
     }
@@ -238,11 +257,15 @@ impl Printer {
     fn command(&mut self, cmd: &str) {
         match (cmd, self.phase) {
             ("pause", Phase::Printing | Phase::Heating | Phase::PausedAtPrinter(_)) => {
+                if self.camera_shows_failure() {
+                    self.clears_in = Some(OPERATOR_CLEARS_AFTER);
+                }
                 self.phase = Phase::Paused;
                 self.event =
                     Some(json!({"event_type": "PrintPaused", "data": {"name": self.file}}));
             }
             ("resume", Phase::Paused) => {
+                self.clears_in = None;
                 self.phase = Phase::Printing;
                 self.event =
                     Some(json!({"event_type": "PrintResumed", "data": {"name": self.file}}));
@@ -741,5 +764,40 @@ mod failure_tests {
             }
         }
         panic!("the failure never showed");
+    }
+
+    #[test]
+    fn a_failed_print_paused_by_the_server_is_cleared_and_the_next_one_fails_too() {
+        let mut p = Printer::new(0);
+        p.fails_at = Some(5.0);
+        let mut failures = 0;
+        let mut cancelled = 0;
+        for _ in 0..400 {
+            p.tick(3.0);
+            if p.camera_shows_failure() && p.phase == Phase::Printing {
+                failures += 1;
+                p.command("pause");
+                assert_eq!(p.phase, Phase::Paused);
+                // The operator leaves it paused long enough to be seen.
+                for _ in 0..OPERATOR_CLEARS_AFTER {
+                    p.tick(3.0);
+                    assert_eq!(p.phase, Phase::Paused);
+                }
+                p.tick(3.0);
+                assert!(matches!(p.phase, Phase::Idle(_)), "{:?}", p.phase);
+                let ev = p.event.take().unwrap_or_default();
+                assert_eq!(ev["event_type"], "PrintFailed");
+                cancelled += 1;
+            }
+        }
+        assert!(failures >= 2, "the next print failed too: {failures}");
+        assert_eq!(failures, cancelled);
+        // A pause that is not for a failure is left to whoever paused it.
+        let mut q = Printer::new(1);
+        q.command("pause");
+        for _ in 0..(2 * OPERATOR_CLEARS_AFTER) {
+            q.tick(3.0);
+        }
+        assert_eq!(q.phase, Phase::Paused);
     }
 }
