@@ -8,6 +8,11 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 use crate::config::DatabaseConfig;
 
+/// Rows sqlx's SQLite worker may hand over before its reader takes them:
+/// a whole list of a user at the default printer limit (1,000). At most
+/// this many rows wait per connection (a printer row is a few KB).
+const ROW_BUFFER: usize = 1024;
+
 /// Opens a pool on the configured database.
 ///
 /// SQLite runs in WAL mode with a busy timeout, so concurrent writers wait for
@@ -41,6 +46,11 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
+                    // sqlx's worker thread hands rows over a channel of
+                    // this many; at its default (50) a 1,000-printer list
+                    // stalls the worker twenty times for the reader to
+                    // drain it (two thread switches each).
+                    .row_buffer_size(ROW_BUFFER)
             });
     }
     Database::connect(opts).await

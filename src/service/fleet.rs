@@ -7,9 +7,11 @@
 use chrono::{DateTime, Utc};
 use entity::{print, printer};
 use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, Func, LikeExpr, Query};
+use std::fmt::Write as _;
+
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
-    QuerySelect, Select,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, JoinType, QueryFilter,
+    QueryOrder, QuerySelect, Select,
 };
 
 use super::history::contains_pattern;
@@ -137,6 +139,11 @@ impl Service {
     /// read that tells a reader which printers changed since it last saw
     /// them, so it reads whole rows ([`Service::printers_by_id`]) only for
     /// those.
+    ///
+    /// The database hands them over as one row (the list aggregated in the
+    /// list's order, `id,revision,print,print_revision;...`): row by row, a
+    /// 1,000-printer list was 1,000 rows through sqlx's worker channel and
+    /// sea-orm's decoding, most of a live farm's list computation.
     pub async fn printer_revisions(
         &self,
         viewer: &Viewer,
@@ -144,34 +151,53 @@ impl Service {
         filter: &PrinterFilter,
         order: PrinterOrder,
     ) -> Result<Vec<Revisions>, AppError> {
-        let rows: Vec<(i32, i64, Option<i32>, Option<i64>)> =
-            listing(viewer, with_archived, filter, order)?
-                .select_only()
-                .column(printer::Column::Id)
-                .column(printer::Column::Revision)
-                .column_as(Expr::col((print::Entity, print::Column::Id)), "print_id")
-                .column_as(
-                    Expr::col((print::Entity, print::Column::Revision)),
-                    "print_revision",
-                )
-                .join(
-                    JoinType::LeftJoin,
-                    printer::Entity::belongs_to(print::Entity)
-                        .from(printer::Column::CurrentPrintId)
-                        .to(print::Column::Id)
-                        .into(),
-                )
-                .into_tuple()
-                .all(self.db())
-                .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, revision, print, print_revision)| Revisions {
-                id,
-                revision,
-                current_print: print.zip(print_revision),
-            })
-            .collect())
+        // The expressions go where the backend's placeholders are.
+        let postgres = self.db().get_database_backend() == DbBackend::Postgres;
+        let aggregate = if postgres {
+            "string_agg"
+        } else {
+            "group_concat"
+        };
+        let mark = |n: usize| {
+            if postgres {
+                format!("${n}")
+            } else {
+                "?".to_owned()
+            }
+        };
+        let terms = order_terms(order);
+        let mut template = format!("{aggregate}({}, ';' ORDER BY ", mark(1));
+        for (i, (_, dir)) in terms.iter().enumerate() {
+            let dir = if matches!(dir, sea_orm::Order::Desc) {
+                "DESC"
+            } else {
+                "ASC"
+            };
+            let sep = if i == 0 { "" } else { ", " };
+            let _ = write!(template, "{sep}{} {dir}", mark(i + 2));
+        }
+        template.push(')');
+        let entry = Expr::cust(
+            r#"CAST("printers"."id" AS TEXT) || ',' || CAST("printers"."revision" AS TEXT) || ',' || COALESCE(CAST("prints"."id" AS TEXT), '') || ',' || COALESCE(CAST("prints"."revision" AS TEXT), '')"#,
+        );
+        let listed = Expr::cust_with_exprs(
+            template,
+            std::iter::once(entry).chain(terms.into_iter().map(|(e, _)| e)),
+        );
+        let row: Option<Option<String>> = filtered(viewer, with_archived, filter)?
+            .select_only()
+            .column_as(listed, "listed")
+            .join(
+                JoinType::LeftJoin,
+                printer::Entity::belongs_to(print::Entity)
+                    .from(printer::Column::CurrentPrintId)
+                    .to(print::Column::Id)
+                    .into(),
+            )
+            .into_tuple()
+            .one(self.db())
+            .await?;
+        parse_revisions(row.flatten().as_deref().unwrap_or(""))
     }
 
     /// The counts of the viewer's fleet (printers not archived), in one
@@ -249,39 +275,116 @@ impl Service {
 }
 
 /// The query listing the viewer's printers (archived ones too with
-/// `with_archived`) that match `filter`, in `order`: whole rows or, narrowed,
-/// their revisions.
+/// `with_archived`) that match `filter`, in `order`.
 fn listing(
     viewer: &Viewer,
     with_archived: bool,
     filter: &PrinterFilter,
     order: PrinterOrder,
 ) -> Result<Select<printer::Entity>, AppError> {
-    let mut q = printer::Entity::find()
+    Ok(order_terms(order)
+        .into_iter()
+        .fold(filtered(viewer, with_archived, filter)?, |q, (e, dir)| {
+            q.order_by(e, dir)
+        }))
+}
+
+/// The viewer's printers (archived ones too with `with_archived`) that
+/// match `filter`, unordered.
+fn filtered(
+    viewer: &Viewer,
+    with_archived: bool,
+    filter: &PrinterFilter,
+) -> Result<Select<printer::Entity>, AppError> {
+    let q = printer::Entity::find()
         .filter(printer::Column::UserId.eq(viewer.id()))
         .filter(printer::Column::DeletedAt.is_null())
         .filter(filter.condition(now())?);
-    if !with_archived {
-        q = q.filter(printer::Column::ArchivedAt.is_null());
-    }
+    Ok(if with_archived {
+        q
+    } else {
+        q.filter(printer::Column::ArchivedAt.is_null())
+    })
+}
+
+/// What `order` sorts by, in turn: its field, then the id (so the order is
+/// total and the same in every read of it).
+fn order_terms(order: PrinterOrder) -> Vec<(Expr, sea_orm::Order)> {
     let dir = if order.descending {
         sea_orm::Order::Desc
     } else {
         sea_orm::Order::Asc
     };
-    q = match order.field {
-        PrinterOrderField::Id => q,
+    let col = |c: printer::Column| Expr::col((printer::Entity, c));
+    let mut terms = match order.field {
+        PrinterOrderField::Id => vec![],
         PrinterOrderField::Name => {
-            q.order_by(Func::lower(Expr::col(printer::Column::Name)), dir.clone())
+            vec![(Func::lower(col(printer::Column::Name)).into(), dir.clone())]
         }
-        PrinterOrderField::CreatedAt => q.order_by(printer::Column::CreatedAt, dir.clone()),
-        PrinterOrderField::FinishesAt => q
-            // Printers with no estimate after those with one, either way.
-            .order_by(
-                Expr::col(printer::Column::FinishesAt).is_null(),
+        PrinterOrderField::CreatedAt => vec![(col(printer::Column::CreatedAt), dir.clone())],
+        // Printers with no estimate after those with one, either way.
+        PrinterOrderField::FinishesAt => vec![
+            (
+                col(printer::Column::FinishesAt).is_null(),
                 sea_orm::Order::Asc,
-            )
-            .order_by(printer::Column::FinishesAt, dir.clone()),
+            ),
+            (col(printer::Column::FinishesAt), dir.clone()),
+        ],
     };
-    Ok(q.order_by(printer::Column::Id, dir))
+    terms.push((col(printer::Column::Id), dir));
+    terms
+}
+
+/// [`Service::printer_revisions`]'s aggregate, read back (empty: no
+/// printers).
+fn parse_revisions(listed: &str) -> Result<Vec<Revisions>, AppError> {
+    let bad = || AppError::Internal(format!("unreadable printer revisions: {listed:.80}"));
+    if listed.is_empty() {
+        return Ok(Vec::new());
+    }
+    listed
+        .split(';')
+        .map(|entry| {
+            let mut parts = entry.split(',');
+            let mut next = || parts.next().ok_or_else(bad);
+            let (id, revision, print, print_revision) = (next()?, next()?, next()?, next()?);
+            let current_print = match (print, print_revision) {
+                ("", _) | (_, "") => None,
+                (p, r) => Some((p.parse().map_err(|_| bad())?, r.parse().map_err(|_| bad())?)),
+            };
+            Ok(Revisions {
+                id: id.parse().map_err(|_| bad())?,
+                revision: revision.parse().map_err(|_| bad())?,
+                current_print,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revisions_read_back_as_listed() {
+        assert_eq!(parse_revisions("").unwrap(), vec![]);
+        assert_eq!(
+            parse_revisions("7,3,,;2,10,41,5").unwrap(),
+            vec![
+                Revisions {
+                    id: 7,
+                    revision: 3,
+                    current_print: None
+                },
+                Revisions {
+                    id: 2,
+                    revision: 10,
+                    current_print: Some((41, 5))
+                },
+            ]
+        );
+        for bad in ["7,3,", "x,1,,", "1,2,3,y", "1,2,,;"] {
+            assert!(parse_revisions(bad).is_err(), "{bad}");
+        }
+    }
 }

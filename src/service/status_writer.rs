@@ -1,8 +1,8 @@
 //! Coalesced status writes: an agent's plain status (no print lifecycle,
 //! no settings, no event: nearly every frame a live farm sends) is not
 //! written by the agent's own session but handed here. One writer per
-//! instance writes whatever is waiting in one transaction, the newest
-//! status of each printer only, and publishes each printer it wrote with
+//! instance writes whatever is waiting in one statement (per [`BATCH`]),
+//! the newest status of each printer only, and publishes each printer it wrote with
 //! the row the write returned, so subscribers read nothing. An agent's
 //! frame therefore never waits for another agent's write (on SQLite, for
 //! the single write lock and its busy sleeps), and a burst of frames costs
@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
 use entity::printer;
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use std::fmt::Write as _;
+
+use sea_orm::{DbBackend, EntityTrait, Statement};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
@@ -28,8 +29,8 @@ use super::Service;
 use crate::error::AppError;
 use crate::events::EventKind;
 
-/// Most statuses written in one transaction (a bigger backlog takes
-/// several, one after another).
+/// Most statuses written in one statement (a bigger backlog takes
+/// several, one after another; SQLite binds at most 32,766 values).
 const BATCH: usize = 500;
 
 /// A status waiting to be written.
@@ -165,44 +166,67 @@ impl Service {
         }
     }
 
-    /// One transaction: each printer's status, unless it is late (older
-    /// `_ts` than the stored one) or the printer was deleted or archived.
+    /// One statement for the whole chunk: each printer's status, unless
+    /// it is late (older `_ts` than the stored one) or the printer was
+    /// deleted or archived. One statement, not one per printer: each
+    /// statement is a round trip to the database (on SQLite, to sqlx's
+    /// worker thread: two thread switches, a millisecond when the machine
+    /// is busy), and the batch waits for all of them.
     async fn write_batch(&self, rows: &[(i32, Waiting)]) -> Result<Vec<printer::Model>, AppError> {
-        let txn = self.db().begin().await?;
-        let mut written = Vec::with_capacity(rows.len());
-        for (id, s) in rows {
-            let (state, finishes_at) = super::rules::status_columns(Some(&s.status), s.at);
-            let mut update = printer::Entity::update_many()
-                .col_expr(printer::Column::Status, Expr::value(s.status.clone()))
-                .col_expr(printer::Column::StatusAt, Expr::value(s.at))
-                .col_expr(printer::Column::LastSeenAt, Expr::value(s.at))
-                .col_expr(printer::Column::State, Expr::value(state))
-                .col_expr(printer::Column::FinishesAt, Expr::value(finishes_at))
-                // What the revision trigger would set, set in the update
-                // itself: on SQLite the trigger's own UPDATE would write
-                // the row a second time, on the path every status takes.
-                .col_expr(
-                    printer::Column::Revision,
-                    Expr::col(printer::Column::Revision).add(1),
-                )
-                .filter(printer::Column::Id.eq(*id))
-                .filter(printer::Column::DeletedAt.is_null())
-                .filter(printer::Column::ArchivedAt.is_null());
-            if let Some(ts) = s.ts {
-                update = update
-                    .col_expr(printer::Column::StatusTs, Expr::value(ts))
-                    .filter(
-                        printer::Column::StatusTs
-                            .is_null()
-                            .or(Expr::col(printer::Column::StatusTs).lte(ts)),
-                    );
-            }
-            written.extend(update.exec_with_returning(&txn).await?);
+        if rows.is_empty() {
+            return Ok(Vec::new());
         }
-        txn.commit().await?;
-        Ok(written)
+        let backend = self.db().get_database_backend();
+        let postgres = backend == DbBackend::Postgres;
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(rows.len() * COLUMNS);
+        let mut tuples = String::with_capacity(rows.len() * 8 * COLUMNS);
+        for (i, (id, s)) in rows.iter().enumerate() {
+            let (state, finishes_at) = super::rules::status_columns(Some(&s.status), s.at);
+            tuples.push_str(if i == 0 { "(" } else { ", (" });
+            for k in 0..COLUMNS {
+                let sep = if k == 0 { "" } else { ", " };
+                if postgres {
+                    let _ = write!(tuples, "{sep}${}", values.len() + k + 1);
+                } else {
+                    let _ = write!(tuples, "{sep}?");
+                }
+            }
+            tuples.push(')');
+            values.extend([
+                sea_orm::Value::from(*id),
+                s.status.clone().into(),
+                s.at.into(),
+                state.map(str::to_owned).into(),
+                finishes_at.into(),
+                s.ts.into(),
+            ]);
+        }
+        // `v`'s columns are named by position (column1 ...) on both
+        // backends. The revision is bumped here, as its trigger would: on
+        // SQLite the trigger's own UPDATE would write the row again.
+        let sql = format!(
+            r#"UPDATE "printers" SET "status" = v.column2, "status_at" = v.column3,
+  "last_seen_at" = v.column3, "state" = v.column4, "finishes_at" = v.column5,
+  "status_ts" = COALESCE(v.column6, "printers"."status_ts"),
+  "revision" = "printers"."revision" + 1
+FROM (VALUES {tuples}) AS v
+WHERE "printers"."id" = v.column1
+  AND "printers"."deleted_at" IS NULL AND "printers"."archived_at" IS NULL
+  AND (v.column6 IS NULL OR "printers"."status_ts" IS NULL OR "printers"."status_ts" <= v.column6)
+RETURNING {}"#,
+            // SQLite returns the updated table's columns for `*` and
+            // refuses a qualified one; PostgreSQL's `*` has `v`'s too.
+            if postgres { r#""printers".*"# } else { "*" }
+        );
+        Ok(printer::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
+            .all(self.db())
+            .await?)
     }
 }
+
+/// The values each status binds: id, status, time, state, finish, `_ts`.
+const COLUMNS: usize = 6;
 
 /// Shared by the service's clones.
 pub(super) type Writer = Arc<StatusWriter>;

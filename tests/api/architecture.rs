@@ -285,6 +285,23 @@ fn a_revision_only_ever_moves_forward() {
                 ));
             }
         }
+        // The same rule for SQL written out (the status writer's batch).
+        for quote in ["\"", "\\\""] {
+            let col = format!("{quote}revision{quote}=");
+            for (at, _) in code.match_indices(&col) {
+                let written = &code[at + col.len()..];
+                let plus_one = ["printers", "prints"].iter().any(|t| {
+                    written.starts_with(&format!("{quote}{t}{quote}.{quote}revision{quote}+1"))
+                });
+                if !plus_one {
+                    found.push(format!(
+                        "{}: {}",
+                        rel(&f),
+                        code[at..].chars().take(80).collect::<String>()
+                    ));
+                }
+            }
+        }
     }
     assert!(
         found.is_empty(),

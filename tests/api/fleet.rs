@@ -272,6 +272,13 @@ async fn fleet_counts_and_filters_agree_with_the_list_and_the_agents() {
     )
     .await);
     assert_eq!(&latest[..3], [b.clone(), paused.clone(), a.clone()]);
+    // Every order is total (ties by id, in the order's direction).
+    let mut reversed = ids(&q(Value::Null, Value::Null).await);
+    reversed.reverse();
+    for field in ["ID", "CREATED_AT"] {
+        let desc = ids(&q(Value::Null, json!({"field": field, "direction": "DESC"})).await);
+        assert_eq!(desc, reversed, "{field} DESC");
+    }
     // Archived printers only when asked for, and never counted.
     let with_archived = app
         .gql(
