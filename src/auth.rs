@@ -6,9 +6,10 @@
 //! (just-in-time provisioning) and what a key may do are the service
 //! layer's business, not this module's.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
@@ -113,6 +114,55 @@ pub struct JwtKeys {
     /// A key for signing snapshot URLs: derived from the HS256 secret (so
     /// every instance sharing the secret agrees), else random per process.
     url_key: Vec<u8>,
+    verified: Verified,
+}
+
+/// Most tokens kept as verified.
+const VERIFIED_TOKENS: usize = 4096;
+/// Longest a token is trusted without checking its signature again (a key
+/// withdrawn from the identity provider's JWKS stops working within it).
+const VERIFIED_TTL: Duration = Duration::from_secs(30);
+/// Longer tokens are verified every time, never kept.
+const VERIFIED_MAX_LEN: usize = 4096;
+
+/// Tokens that verified lately, by their exact text: a client sends the
+/// same token with every request, and decoding it and checking its
+/// signature again was a tenth of a cached read's time. Only a token that
+/// verified is kept (junk costs its sender a verification each time and
+/// takes no room), until the earlier of [`VERIFIED_TTL`] and its expiry
+/// (with the validation's leeway, as the validation itself would allow);
+/// bounded by count, least recently used first.
+struct Verified(Mutex<lru::LruCache<Box<str>, (Claims, i64, Instant)>>);
+
+impl Default for Verified {
+    fn default() -> Self {
+        Self(Mutex::new(lru::LruCache::new(
+            NonZeroUsize::new(VERIFIED_TOKENS).unwrap_or(NonZeroUsize::MIN),
+        )))
+    }
+}
+
+impl Verified {
+    fn get(&self, token: &str) -> Option<Claims> {
+        let mut kept = self.0.lock().ok()?;
+        let (claims, until, at) = kept.get(token)?;
+        if chrono::Utc::now().timestamp() <= *until && at.elapsed() < VERIFIED_TTL {
+            return Some(claims.clone());
+        }
+        kept.pop(token);
+        None
+    }
+
+    fn put(&self, token: &str, claims: &Claims, leeway: u64) {
+        let Some(exp) = claims.exp else { return };
+        if token.len() > VERIFIED_MAX_LEN {
+            return;
+        }
+        let until = exp.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
+        if let Ok(mut kept) = self.0.lock() {
+            kept.put(token.into(), (claims.clone(), until, Instant::now()));
+        }
+    }
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -172,6 +222,7 @@ impl JwtKeys {
                     jwks: None,
                     claims: Default::default(),
                     url_key: rand::random::<[u8; 32]>().to_vec(),
+                    verified: Verified::default(),
                 },
             };
             k.jwks = Some(Jwks::start(url));
@@ -195,6 +246,7 @@ impl JwtKeys {
                 jwks: None,
                 claims: Default::default(),
                 url_key: rand::random::<[u8; 32]>().to_vec(),
+                verified: Verified::default(),
             }
         } else {
             let secret = match &config.secret {
@@ -256,6 +308,7 @@ impl JwtKeys {
             jwks: None,
             claims: Default::default(),
             url_key: derive_key(secret, b"printgate snapshot urls"),
+            verified: Verified::default(),
         }
     }
 
@@ -271,6 +324,16 @@ impl JwtKeys {
 
     /// Verifies a token; the error text is safe to show to its sender.
     pub async fn verify(&self, token: &str) -> Result<Claims, String> {
+        if let Some(claims) = self.verified.get(token) {
+            return Ok(claims);
+        }
+        let claims = self.verify_signed(token).await?;
+        self.verified.put(token, &claims, self.validation.leeway);
+        Ok(claims)
+    }
+
+    /// [`JwtKeys::verify`] without what was verified lately.
+    async fn verify_signed(&self, token: &str) -> Result<Claims, String> {
         let Some(jwks) = &self.jwks else {
             return self.verify_with(token, &self.decoding, &self.validation);
         };
@@ -739,6 +802,35 @@ mod tests {
             other.verify(&token).await.err().as_deref(),
             Some("Invalid token: bad signature.")
         );
+    }
+
+    #[tokio::test]
+    async fn a_token_kept_as_verified_still_expires_and_the_kept_ones_are_bounded() {
+        let mut keys = JwtKeys::from_secret(b"one");
+        keys.validation.leeway = 0;
+        let token = keys
+            .mint("alice", None, Duration::from_secs(1))
+            .unwrap_or_default();
+        assert!(keys.verify(&token).await.is_ok());
+        assert!(keys.verify(&token).await.is_ok(), "answered as kept");
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(
+            keys.verify(&token).await.err().as_deref(),
+            Some("Token has expired.")
+        );
+        // Junk is never kept; valid tokens up to the bound.
+        for i in 0..10 {
+            assert!(keys.verify(&format!("junk{i}")).await.is_err());
+        }
+        assert_eq!(keys.verified.0.lock().map(|k| k.len()).unwrap_or(1), 0);
+        for i in 0..(VERIFIED_TOKENS + 10) {
+            let t = keys
+                .mint(&format!("u{i}"), None, Duration::from_secs(60))
+                .unwrap_or_default();
+            assert!(keys.verify(&t).await.is_ok());
+        }
+        let kept = keys.verified.0.lock().map(|k| k.len()).unwrap_or(0);
+        assert_eq!(kept, VERIFIED_TOKENS);
     }
 
     #[test]
