@@ -4,11 +4,11 @@
 //! SQL twin of the state rule, so a list of a thousand printers is not
 //! loaded to count it.
 
+use std::fmt::Write as _;
+
 use chrono::{DateTime, Utc};
 use entity::{print, printer};
 use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, Func, LikeExpr, Query};
-use std::fmt::Write as _;
-
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, JoinType, QueryFilter,
     QueryOrder, QuerySelect, Select,
