@@ -152,19 +152,13 @@ impl Service {
         order: PrinterOrder,
     ) -> Result<Vec<Revisions>, AppError> {
         // The expressions go where the backend's placeholders are.
-        let postgres = self.db().get_database_backend() == DbBackend::Postgres;
-        let aggregate = if postgres {
+        let backend = self.db().get_database_backend();
+        let aggregate = if backend == DbBackend::Postgres {
             "string_agg"
         } else {
             "group_concat"
         };
-        let mark = |n: usize| {
-            if postgres {
-                format!("${n}")
-            } else {
-                "?".to_owned()
-            }
-        };
+        let mark = |n: usize| super::placeholder(backend, n);
         let terms = order_terms(order);
         let mut template = format!("{aggregate}({}, ';' ORDER BY ", mark(1));
         for (i, (_, dir)) in terms.iter().enumerate() {

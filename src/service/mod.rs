@@ -384,6 +384,15 @@ pub(crate) async fn bump_version(
     Ok(())
 }
 
+/// The `n`th (from 1) placeholder of SQL written out for `backend`:
+/// PostgreSQL numbers them, SQLite takes them in order.
+pub(crate) fn placeholder(backend: sea_orm::DbBackend, n: usize) -> String {
+    match backend {
+        sea_orm::DbBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    }
+}
+
 /// A std duration as chrono's (one too long for chrono as a century).
 pub(crate) fn chrono_of(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(36_500))

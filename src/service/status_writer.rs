@@ -185,11 +185,8 @@ impl Service {
             tuples.push_str(if i == 0 { "(" } else { ", (" });
             for k in 0..COLUMNS {
                 let sep = if k == 0 { "" } else { ", " };
-                if postgres {
-                    let _ = write!(tuples, "{sep}${}", values.len() + k + 1);
-                } else {
-                    let _ = write!(tuples, "{sep}?");
-                }
+                let mark = super::placeholder(backend, values.len() + k + 1);
+                let _ = write!(tuples, "{sep}{mark}");
             }
             tuples.push(')');
             values.extend([
